@@ -1,0 +1,83 @@
+"""Rendering of the config files in configs/ with a stack's values.
+
+Every template sees the same values (`template_values`), so a port, a host name or a label is
+written in one place. Values are inserted with `tojson`, which YAML and Alloy both read as a
+quoted string, so no value can break a file's syntax.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import jinja2
+
+from .config import SERVICE_NAMES, StackConfig
+from .ports import PORTS
+from .services import DATA_DIRS, GRAFANA_DASHBOARDS_DIR, LOG_MOUNT, Service
+
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+# Pino's numeric levels (pino/lib/constants.js).
+PINO_LEVELS = {10: "trace", 20: "debug", 30: "info", 40: "warn", 50: "error", 60: "fatal"}
+
+# Labels every log line gets, as the seed's queries expect them.
+LOG_LABELS = {"job": "refly-api", "env": "local"}
+
+DATASOURCE_UIDS = {"prometheus": "prometheus", "tempo": "tempo", "loki": "loki"}
+
+# The collector's Prometheus exporter labels exemplars trace_id; Tempo's metrics-generator traceID.
+EXEMPLAR_TRACE_ID_LABELS = ("trace_id", "traceID")
+
+# The seed's app writes traceId; Pino's OpenTelemetry instrumentation writes trace_id.
+TRACE_ID_FIELD_REGEX = r'"(?:traceId|trace_id)"\s*:\s*"([0-9a-fA-F]{16,32})"'
+
+# The collector's memory_limiter: refuse data above this much heap, keeping room for a spike.
+COLLECTOR_MEMORY_LIMIT_MIB = 400
+COLLECTOR_MEMORY_SPIKE_MIB = 100
+
+_environment = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(CONFIGS_DIR),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+# Jinja's own tojson escapes <, >, & and ' for HTML; these files are not HTML.
+_environment.filters["tojson"] = lambda value: json.dumps(value, ensure_ascii=False)
+
+
+def pino_level_template() -> str:
+    """The Go template Alloy's stage.template runs on a line's `level`: numbers to names."""
+    branches = " else if ".join(f'eq .Value "{number}" }}}}{name}{{{{' for number, name in PINO_LEVELS.items())
+    return "{{ if " + branches + " else }}{{ .Value }}{{ end }}"
+
+
+def template_values(config: StackConfig) -> dict[str, Any]:
+    """The values every template is rendered with: one dict, so tests can render with others."""
+    return {
+        "port": {port.name: port.internal for port in PORTS},
+        # On the stack's network each container answers to its service name.
+        "host": {service.replace("-", "_"): service for service in SERVICE_NAMES},
+        "data_dir": dict(DATA_DIRS),
+        "uid": dict(DATASOURCE_UIDS),
+        "tempo_retention": config.tempo_retention,
+        "loki_retention": config.loki_retention,
+        "log_mount": LOG_MOUNT,
+        "log_labels": dict(LOG_LABELS),
+        "pino_level_template": pino_level_template(),
+        "exemplar_trace_id_labels": list(EXEMPLAR_TRACE_ID_LABELS),
+        "trace_id_field_regex": TRACE_ID_FIELD_REGEX,
+        "grafana_dashboards_dir": GRAFANA_DASHBOARDS_DIR,
+        "collector_memory_limit_mib": COLLECTOR_MEMORY_LIMIT_MIB,
+        "collector_memory_spike_mib": COLLECTOR_MEMORY_SPIKE_MIB,
+    }
+
+
+def render(template: str, values: Mapping[str, Any]) -> str:
+    return _environment.get_template(template).render(values)
+
+
+def render_service_files(service: Service, values: Mapping[str, Any]) -> dict[str, str]:
+    """Container path -> rendered content of every config file the service reads."""
+    return {file.path: render(file.template, values) for file in service.config_files}

@@ -1,0 +1,96 @@
+"""Run the real __main__.py under Pulumi mocks and record what it declares."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pulumi
+from pulumi.runtime import mocks, settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "trace-stack"
+
+# How the engine marks a secret value in the inputs it hands a provider.
+SECRET_SIGNATURE = "1b47061264138c4ac30d75fd1eb44270"
+
+
+@dataclass
+class Declared:
+    type: str
+    name: str
+    inputs: dict
+    provider: Optional[str]
+
+
+@dataclass
+class Program:
+    resources: list[Declared] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: Optional[BaseException] = None
+
+    def of_type(self, short_type: str) -> list[Declared]:
+        return [r for r in self.resources if r.type == f"docker:index/{short_type}"]
+
+    def one(self, short_type: str, name: str) -> Declared:
+        matches = [r for r in self.of_type(short_type) if r.name == name]
+        assert len(matches) == 1, f"expected one {short_type} {name}, found {len(matches)}"
+        return matches[0]
+
+    @property
+    def containers(self) -> dict[str, dict]:
+        return {r.name: r.inputs for r in self.of_type("container:Container")}
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self, program: Program):
+        self.program = program
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.program.resources.append(Declared(args.typ, args.name, dict(args.inputs), args.provider))
+        state = dict(args.inputs)
+        if args.typ == "docker:index/remoteImage:RemoteImage":
+            state["imageId"] = f"sha256:{args.inputs['name']}"
+        return [f"{args.name}-id", state]
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+def run_program(config: Optional[dict[str, Any]] = None, stack: str = "dev",
+                secret_keys: tuple[str, ...] = ()) -> Program:
+    """Run __main__.py for `stack` with `config` (keys without the project prefix)."""
+    program = Program()
+    settings.reset_options()
+    mocks.set_mocks(RecordingMocks(program), project=PROJECT, stack=stack, preview=False)
+    pulumi.runtime.set_all_config(
+        {f"{PROJECT}:{key}": value if isinstance(value, str) else json.dumps(value)
+         for key, value in (config or {}).items()},
+        [f"{PROJECT}:{key}" for key in secret_keys],
+    )
+
+    original_export = pulumi.export
+    pulumi.export = lambda name, value: program.outputs.__setitem__(name, value)
+    try:
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")))
+    except pulumi.RunError as error:
+        program.error = error
+    finally:
+        pulumi.export = original_export
+    program.outputs = {name: _resolve(value) for name, value in program.outputs.items()}
+    return program
+
+
+def _resolve(value: Any) -> Any:
+    if isinstance(value, pulumi.Output):
+        return _sync_await(value.future())
+    return value
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("4dabf18193072939515e22adb298388d") == SECRET_SIGNATURE

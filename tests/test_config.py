@@ -1,0 +1,197 @@
+"""The settings model: defaults, and every validation rule with a value that breaks it."""
+
+import dataclasses
+
+import pytest
+import yaml
+
+from stack.config import (
+    DEFAULT_IMAGES,
+    IMAGE_KEYS,
+    KEYS,
+    ConfigError,
+    StackConfig,
+    go_duration_seconds,
+    is_image_reference,
+    parse_settings,
+    prometheus_duration_seconds,
+)
+from tests.program import ROOT
+
+
+def problems_for(raw, password_encrypted=True):
+    with pytest.raises(ConfigError) as caught:
+        parse_settings("dev", raw, password_encrypted=password_encrypted)
+    return caught.value.problems
+
+
+def test_defaults_are_the_seeds():
+    config = parse_settings("dev", {})
+    assert config == StackConfig(stack="dev")
+    assert (config.port_offset, config.bind_address, config.log_dir) == (0, "127.0.0.1", "/tmp/alloy/logs/refly")
+    assert (config.prometheus_retention, config.tempo_retention, config.loki_retention) == ("30d", "168h", "168h")
+    assert dict(config.images) == DEFAULT_IMAGES
+    assert (config.grafana_anonymous_enabled, config.grafana_anonymous_role) == (True, "Admin")
+    assert config.docker_host is None and not config.grafana_admin_password_set
+
+
+def test_pulumi_yaml_declares_every_key_with_the_models_default():
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    assert set(declared) == set(KEYS)
+    defaults = StackConfig(stack="dev")
+    model_defaults = {
+        "portOffset": defaults.port_offset, "bindAddress": defaults.bind_address, "logDir": defaults.log_dir,
+        "prometheusRetention": defaults.prometheus_retention, "tempoRetention": defaults.tempo_retention,
+        "lokiRetention": defaults.loki_retention, "grafanaAdminUser": defaults.grafana_admin_user,
+        "grafanaAdminPassword": "", "grafanaAnonymousEnabled": defaults.grafana_anonymous_enabled,
+        "grafanaAnonymousRole": defaults.grafana_anonymous_role, "dockerHost": "",
+        **{key: DEFAULT_IMAGES[service] for service, key in IMAGE_KEYS.items()},
+    }
+    assert {key: spec["default"] for key, spec in declared.items()} == model_defaults
+    for key, spec in declared.items():
+        assert spec["type"] in ("string", "integer", "boolean") and spec["description"], key
+
+
+def test_pulumi_yaml_defaults_as_the_cli_passes_them_parse_to_the_defaults():
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    as_passed = {key: str(spec["default"]).lower() if isinstance(spec["default"], bool) else str(spec["default"])
+                 for key, spec in declared.items()}
+    assert parse_settings("dev", as_passed) == StackConfig(stack="dev")
+
+
+def test_values_are_read():
+    config = parse_settings("alice", {
+        "portOffset": "1000", "bindAddress": "::1", "logDir": "/var/log/refly",
+        "prometheusRetention": "2w", "tempoRetention": "720h", "lokiRetention": "30d",
+        "grafanaImage": "registry.local:5000/grafana/grafana:12.3.1", "grafanaAdminUser": "alice",
+        "grafanaAnonymousEnabled": "false", "grafanaAnonymousRole": "Viewer", "dockerHost": "ssh://dev@team-box",
+    })
+    assert config.port_offset == 1000 and config.bind_address == "::1" and config.log_dir == "/var/log/refly"
+    assert (config.prometheus_retention, config.tempo_retention, config.loki_retention) == ("2w", "720h", "30d")
+    assert config.images["grafana"] == "registry.local:5000/grafana/grafana:12.3.1"
+    assert config.images["loki"] == DEFAULT_IMAGES["loki"]
+    assert not config.grafana_anonymous_enabled and config.grafana_anonymous_role == "Viewer"
+    assert config.docker_host == "ssh://dev@team-box"
+
+
+# Each rule, the key it guards, and a value that breaks it.
+BAD_VALUES = [
+    ("portOffset", "ten"),
+    ("portOffset", "1.5"),
+    ("portOffset", "40000"),  # 39090 + 40000 > 65535
+    ("portOffset", "-12345"),  # alloy's 12345 would become 0
+    ("bindAddress", "localhost"),
+    ("bindAddress", "300.1.1.1"),
+    ("logDir", "logs/refly"),
+    ("prometheusRetention", "30 days"),
+    ("prometheusRetention", "1.5d"),
+    ("prometheusRetention", "0d"),
+    ("tempoRetention", "7d"),
+    ("tempoRetention", "0h"),
+    ("lokiRetention", "12h"),
+    ("lokiRetention", "1.5h"),
+    ("lokiRetention", "forever"),
+    ("grafanaImage", "Grafana/Grafana:12"),
+    ("lokiImage", "grafana/loki:"),
+    ("alloyImage", "grafana/alloy@sha256:123"),
+    ("grafanaAnonymousRole", "admin"),
+    ("grafanaAnonymousEnabled", "yes"),
+    ("grafanaAdminUser", " "),
+    ("dockerHost", "http://team-box:2375"),
+    ("dockerHost", "team-box"),
+    ("dockerHost", "ssh://"),
+]
+
+
+@pytest.mark.parametrize(("key", "value"), BAD_VALUES)
+def test_a_bad_value_is_refused_naming_key_and_value(key, value):
+    [problem] = problems_for({key: value})
+    assert f"trace-stack:{key}" in problem and repr(value) in problem and "allowed" in problem
+
+
+def test_every_bad_value_is_reported_not_only_the_first():
+    problems = problems_for({"portOffset": "x", "bindAddress": "nowhere", "tempoRetention": "7d", "lokiImage": "A B"})
+    assert len(problems) == 4
+    for key in ("portOffset", "bindAddress", "tempoRetention", "lokiImage"):
+        assert any(f"trace-stack:{key}" in problem for problem in problems)
+
+
+def test_an_unknown_key_is_refused_with_the_known_ones():
+    [problem] = problems_for({"portOfset": "1000"})
+    assert "trace-stack:portOfset" in problem and "portOffset" in problem
+
+
+def test_port_offsets_at_the_edges_of_the_port_range():
+    assert parse_settings("dev", {"portOffset": str(65535 - 39090)}).port_offset == 26445
+    assert parse_settings("dev", {"portOffset": str(1 - 12345)}).port_offset == -12344
+
+
+@pytest.mark.parametrize("value", ["unix:///var/run/docker.sock", "tcp://10.0.0.5:2376", "ssh://dev@team-box",
+                                   "ssh://dev@team-box:2222", "npipe:////./pipe/docker_engine"])
+def test_docker_hosts_docker_accepts(value):
+    assert parse_settings("dev", {"dockerHost": value}).docker_host == value
+
+
+def test_an_empty_docker_host_is_the_local_engine():
+    assert parse_settings("dev", {"dockerHost": ""}).docker_host is None
+
+
+def test_on_the_network_grafana_needs_a_password_and_no_anonymous_admin():
+    problems = problems_for({"bindAddress": "0.0.0.0"})
+    assert any("grafanaAdminPassword is not set" in p and "0.0.0.0" in p for p in problems)
+    assert any("grafanaAnonymousRole = 'Admin'" in p for p in problems)
+    config = parse_settings("dev", {"bindAddress": "0.0.0.0", "grafanaAdminPassword": "s3cret",
+                                    "grafanaAnonymousRole": "Viewer"})
+    assert config.grafana_admin_password_set and not config.bind_is_loopback
+    parse_settings("dev", {"bindAddress": "0.0.0.0", "grafanaAdminPassword": "s3cret",
+                           "grafanaAnonymousEnabled": "false"})
+
+
+def test_a_password_in_plain_text_is_refused():
+    [problem] = problems_for({"grafanaAdminPassword": "s3cret"}, password_encrypted=False)
+    assert "plain text" in problem and "--secret" in problem and "s3cret" not in problem
+
+
+def test_a_problem_never_shows_the_password():
+    problems = problems_for({"grafanaAdminPassword": "s3cret", "bindAddress": "0.0.0.0"}, password_encrypted=False)
+    assert problems and not any("s3cret" in p for p in problems)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30d", 30 * 86400), ("2w", 14 * 86400), ("720h", 720 * 3600),
+                                                ("1y", 365 * 86400), ("1d12h", 36 * 3600), ("90s", 90)])
+def test_prometheus_durations(text, seconds):
+    assert prometheus_duration_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "30", "d", "1h1d", "1.5d", "30D", " 30d"])
+def test_not_prometheus_durations(text):
+    assert prometheus_duration_seconds(text) is None
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("168h", 168 * 3600), ("1h30m", 5400), ("1.5h", 5400),
+                                                ("90m", 5400), ("300ms", 0.3)])
+def test_go_durations(text, seconds):
+    assert go_duration_seconds(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "7d", "168", "1w", "h", "168h "])
+def test_not_go_durations(text):
+    assert go_duration_seconds(text) is None
+
+
+@pytest.mark.parametrize("image", ["grafana/grafana:12.3.0", "loki", "localhost:5000/team/loki:2.9.0-fix",
+                                   "ghcr.io/org/img@sha256:" + "a" * 64, "img:tag@sha256:" + "0" * 64,
+                                   "[::1]:5000/img:1"])
+def test_image_references(image):
+    assert is_image_reference(image)
+
+
+@pytest.mark.parametrize("image", ["", "grafana/Grafana", "img:", "img:-tag", "img@sha256:abc", "a b", "/img",
+                                   "img/", "img:" + "t" * 129])
+def test_not_image_references(image):
+    assert not is_image_reference(image)
+
+
+def test_the_config_object_is_immutable():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parse_settings("dev", {}).port_offset = 5

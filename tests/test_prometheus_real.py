@@ -1,0 +1,113 @@
+"""The rendered Prometheus config and flags, checked by Debian's promtool and a real server.
+
+Debian ships Prometheus 2.42, older than the pinned 2.48: every key and flag used here exists in both.
+"""
+
+import json
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from stack.config import parse_settings
+from stack.render import render_service_files, template_values
+from stack.services import declare_services
+from tests.tools import require
+
+PROMETHEUS_HINT = "apt-get install -y prometheus (Debian's package ships promtool and the server)"
+
+
+def prometheus_service(raw=None):
+    config = parse_settings("dev", raw or {})
+    [service] = [s for s in declare_services(config) if s.name == "prometheus"]
+    return service, render_service_files(service, template_values(config))
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_promtool_accepts_the_rendered_config(tmp_path):
+    promtool = require("promtool", PROMETHEUS_HINT)
+    _, files = prometheus_service()
+    path = tmp_path / "prometheus.yml"
+    path.write_text(files["/etc/prometheus/prometheus.yml"])
+    result = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real Prometheus started with the container's own flags; only paths and address moved."""
+    binary = require("prometheus", PROMETHEUS_HINT)
+    directory = tmp_path_factory.mktemp("prometheus")
+    service, files = prometheus_service({"prometheusRetention": "45d"})
+    (directory / "prometheus.yml").write_text(files["/etc/prometheus/prometheus.yml"])
+    moved = {
+        "--config.file": str(directory / "prometheus.yml"),
+        "--storage.tsdb.path": str(directory / "data"),
+    }
+    flags = [f"{name}={moved[name]}" if name in moved else flag
+             for flag in service.command for name in [flag.split("=", 1)[0]]]
+    address = f"127.0.0.1:{free_port()}"
+    log = (directory / "prometheus.log").open("w")
+    process = subprocess.Popen([binary, *flags, f"--web.listen-address={address}"], stdout=log, stderr=log)
+    url = f"http://{address}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, (directory / "prometheus.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, (directory / "prometheus.log").read_text()[-3000:]
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def test_the_server_runs_with_our_retention_and_exemplar_storage(server):
+    flags = get_json(f"{server}/api/v1/status/flags")["data"]
+    assert flags["storage.tsdb.retention.time"] == "45d"
+    assert flags["enable-feature"] == "exemplar-storage"
+    assert flags["web.enable-remote-write-receiver"] == "true"
+    exemplars = get_json(f"{server}/api/v1/query_exemplars?query=up&start=0&end=1")
+    assert exemplars["status"] == "success"
+
+
+def test_the_server_accepts_remote_write(server):
+    # An empty body is a bad write request (400); a server without the receiver answers 404.
+    request = urllib.request.Request(f"{server}/api/v1/write", data=b"", method="POST",
+                                     headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5)
+    assert refused.value.code == 400
+
+
+def test_the_server_loaded_every_scrape_job(server):
+    expected = {"app", "otel-collector", "prometheus", "tempo", "loki", "alloy", "grafana"}
+    deadline = time.monotonic() + 20  # targets appear after service discovery's first update (5s)
+    while True:
+        targets = get_json(f"{server}/api/v1/targets")["data"]["activeTargets"]
+        jobs = {target["labels"]["job"] for target in targets}
+        if jobs == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert jobs == expected

@@ -1,0 +1,306 @@
+"""Every config file the stack ships, parsed, and asserted on for what it means."""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stack.config import parse_settings
+from stack.ports import PORTS_BY_NAME
+from stack.render import EXEMPLAR_TRACE_ID_LABELS, PINO_LEVELS, render_service_files, template_values
+from stack.services import GRAFANA_DASHBOARDS_DIR, LOG_MOUNT, declare_services
+from tests.tools import alloy_parse, run_go_template
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def rendered(raw=None):
+    config = parse_settings("dev", raw or {})
+    values = template_values(config)
+    return {service.name: render_service_files(service, values) for service in declare_services(config)}
+
+
+@pytest.fixture(scope="module")
+def files():
+    return rendered()
+
+
+def load(files, service, path):
+    return yaml.safe_load(files[service][path])
+
+
+def grafana_expand(text):
+    """Grafana's provisioning expands $NAME and ${NAME} from its environment; $$ is a literal $."""
+    unescaped = re.findall(r"(?<!\$)\$(?!\$)", text.replace("$$", ""))
+    assert not unescaped, f"{text!r} has a $ that Grafana would expand from its environment"
+    return text.replace("$$", "$")
+
+
+# --- Prometheus -------------------------------------------------------------------------------
+
+
+def test_prometheus_scrapes_the_apps_metrics_and_every_service(files):
+    config = load(files, "prometheus", "/etc/prometheus/prometheus.yml")
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    targets = {name: [t for group in job["static_configs"] for t in group["targets"]] for name, job in jobs.items()}
+    assert targets == {
+        "app": ["otel-collector:8889"],
+        "otel-collector": ["otel-collector:8888"],
+        "prometheus": ["localhost:9090"],
+        "tempo": ["tempo:3200"],
+        "loki": ["loki:3100"],
+        "alloy": ["alloy:12345"],
+        "grafana": ["grafana:3000"],
+    }
+    assert jobs["app"]["honor_labels"] is True
+
+
+# --- OpenTelemetry Collector -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def collector(files):
+    return load(files, "otel-collector", "/etc/otelcol-contrib/config.yaml")
+
+
+def test_collector_takes_otlp_over_grpc_and_http(collector):
+    protocols = collector["receivers"]["otlp"]["protocols"]
+    assert protocols == {"grpc": {"endpoint": "0.0.0.0:4317"}, "http": {"endpoint": "0.0.0.0:4318"}}
+
+
+def test_collector_sends_traces_to_tempo_and_serves_metrics_with_exemplars(collector):
+    assert collector["exporters"]["otlp/tempo"] == {"endpoint": "tempo:4317", "tls": {"insecure": True}}
+    prometheus = collector["exporters"]["prometheus"]
+    assert prometheus["endpoint"] == "0.0.0.0:8889" and prometheus["enable_open_metrics"] is True
+    pipelines = collector["service"]["pipelines"]
+    assert pipelines["traces"]["exporters"] == ["otlp/tempo"]
+    assert pipelines["metrics"]["exporters"] == ["prometheus"]
+
+
+def test_collector_limits_memory_first_and_batches_last(collector):
+    limiter = collector["processors"]["memory_limiter"]
+    assert limiter["check_interval"] == "1s" and limiter["limit_mib"] > limiter["spike_limit_mib"] > 0
+    for pipeline in collector["service"]["pipelines"].values():
+        assert pipeline["processors"][0] == "memory_limiter" and pipeline["processors"][-1] == "batch"
+
+
+def test_collector_health_check_is_on_and_published(collector):
+    assert collector["extensions"]["health_check"]["endpoint"] == "0.0.0.0:13133"
+    assert collector["service"]["extensions"] == ["health_check"]
+    assert PORTS_BY_NAME["collector_health"].host == 33133
+
+
+def test_collector_names_only_components_it_defines(collector):
+    for pipeline in collector["service"]["pipelines"].values():
+        for kind in ("receivers", "processors", "exporters"):
+            assert set(pipeline[kind]) <= set(collector[kind])
+    used = {kind: {name for p in collector["service"]["pipelines"].values() for name in p[kind]}
+            for kind in ("receivers", "processors", "exporters")}
+    for kind, names in used.items():
+        assert names == set(collector[kind]), f"{kind} defined but unused"
+
+
+# --- Tempo --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tempo(files):
+    return load(files, "tempo", "/etc/tempo/tempo.yaml")
+
+
+def test_tempo_receives_otlp_and_keeps_traces_seven_days(tempo):
+    assert tempo["server"]["http_listen_port"] == 3200
+    protocols = tempo["distributor"]["receivers"]["otlp"]["protocols"]
+    assert protocols == {"grpc": {"endpoint": "0.0.0.0:4317"}, "http": {"endpoint": "0.0.0.0:4318"}}
+    assert tempo["compactor"]["compaction"]["block_retention"] == "168h"
+
+
+def test_tempo_stores_everything_on_its_volume(tempo):
+    [tempo_service] = [s for s in declare_services(parse_settings("dev", {})) if s.name == "tempo"]
+    storage = tempo["storage"]["trace"]
+    assert storage["backend"] == "local"
+    for path in (storage["wal"]["path"], storage["local"]["path"], tempo["metrics_generator"]["storage"]["path"]):
+        assert Path(path).is_relative_to(tempo_service.data_dir)
+
+
+def test_tempo_writes_span_metrics_and_service_graph_to_prometheus_with_exemplars(tempo):
+    [remote_write] = tempo["metrics_generator"]["storage"]["remote_write"]
+    assert remote_write == {"url": "http://prometheus:9090/api/v1/write", "send_exemplars": True}
+    assert tempo["overrides"]["defaults"]["metrics_generator"]["processors"] == ["service-graphs", "span-metrics"]
+
+
+def test_tempo_is_ready_without_the_default_wait(tempo):
+    assert tempo["ingester"]["lifecycler"]["min_ready_duration"] == "1s"
+
+
+# --- Loki ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def loki(files):
+    return load(files, "loki", "/etc/loki/loki.yaml")
+
+
+def test_loki_retention_really_deletes(loki):
+    assert loki["compactor"]["retention_enabled"] is True
+    assert loki["limits_config"]["retention_period"] == "168h"
+    [schema] = loki["schema_config"]["configs"]
+    assert (schema["store"], schema["schema"], schema["object_store"]) == ("tsdb", "v13", "filesystem")
+    assert schema["index"]["period"] == "24h"  # retention needs the 24h index period
+
+
+def test_loki_single_binary_on_its_volume_and_ready_quickly(loki):
+    assert loki["auth_enabled"] is False and loki["server"]["http_listen_port"] == 3100
+    assert loki["common"]["ring"]["kvstore"]["store"] == "inmemory" and loki["common"]["replication_factor"] == 1
+    for path in (loki["common"]["path_prefix"], loki["compactor"]["working_directory"],
+                 *loki["common"]["storage"]["filesystem"].values()):
+        assert Path(path).is_relative_to("/loki")
+    assert loki["ingester"]["lifecycler"]["min_ready_duration"] == "1s"
+    assert loki["frontend"]["scheduler_dns_lookup_period"] == "1s"
+
+
+# --- Alloy (parsed by Alloy's own parser) -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def alloy(files, tmp_path_factory):
+    path = tmp_path_factory.mktemp("alloy") / "config.alloy"
+    path.write_text(files["alloy"]["/etc/alloy/config.alloy"])
+    return {(block["block"], block["label"]): block["body"] for block in alloy_parse(path)}
+
+
+def attributes(body):
+    return {item["attr"]: item["value"] for item in body if "attr" in item}
+
+
+def stages(body):
+    return [(item["block"], attributes(item["body"])) for item in body if "block" in item]
+
+
+def test_alloy_tails_log_files_in_the_mounted_log_dir(alloy):
+    assert attributes(alloy[("local.file_match", "app_logs")]) == {"path_targets": [{"__path__": f"{LOG_MOUNT}/*.log"}]}
+    source = attributes(alloy[("loki.source.file", "app_logs")])
+    assert source == {"targets": {"expr": "local.file_match.app_logs.targets"},
+                      "forward_to": {"expr": "[loki.process.pino.receiver]"}}
+
+
+def test_alloy_parses_pino_json_labels_and_timestamps(alloy):
+    pipeline = dict(stages(alloy[("loki.process", "pino")]))
+    assert pipeline["stage.json"] == {"expressions": {"level": "", "time": ""}}
+    assert pipeline["stage.template"]["source"] == "level"
+    assert pipeline["stage.labels"] == {"values": {"level": ""}}
+    assert pipeline["stage.static_labels"] == {"values": {"job": "refly-api", "env": "local"}}
+    assert pipeline["stage.timestamp"] == {"source": "time", "format": "UnixMs"}
+    assert attributes(alloy[("loki.process", "pino")])["forward_to"] == {"expr": "[loki.write.loki.receiver]"}
+    assert "traceId" not in repr(pipeline["stage.labels"])  # a label per trace would explode Loki's index
+
+
+def test_alloy_pushes_to_loki(alloy):
+    [endpoint] = [item for item in alloy[("loki.write", "loki")] if item.get("block") == "endpoint"]
+    assert attributes(endpoint["body"]) == {"url": "http://loki:3100/loki/api/v1/push"}
+
+
+def test_every_pino_level_maps_to_its_name_and_string_levels_pass_through(alloy):
+    template = dict(stages(alloy[("loki.process", "pino")]))["stage.template"]["template"]
+    numbers = [str(number) for number in PINO_LEVELS]
+    names = ["warn", "error", "custom", ""]
+    assert run_go_template(template, numbers + names) == list(PINO_LEVELS.values()) + names
+    assert dict(zip(numbers, PINO_LEVELS.values())) == {
+        "10": "trace", "20": "debug", "30": "info", "40": "warn", "50": "error", "60": "fatal"}
+
+
+# --- Grafana provisioning -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def datasources(files):
+    provisioned = load(files, "grafana", "/etc/grafana/provisioning/datasources/trace-stack.yaml")
+    assert provisioned["apiVersion"] == 1
+    return {source["type"]: source for source in provisioned["datasources"]}
+
+
+def test_datasources_have_fixed_uids_and_reach_the_services(datasources):
+    assert {kind: (s["uid"], s["url"], s["access"]) for kind, s in datasources.items()} == {
+        "prometheus": ("prometheus", "http://prometheus:9090", "proxy"),
+        "tempo": ("tempo", "http://tempo:3200", "proxy"),
+        "loki": ("loki", "http://loki:3100", "proxy"),
+    }
+    assert [kind for kind, s in datasources.items() if s.get("isDefault")] == ["prometheus"]
+
+
+def test_every_link_between_datasources_names_a_provisioned_uid(datasources):
+    uids = {source["uid"] for source in datasources.values()}
+
+    def linked(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "datasourceUid":
+                    yield value
+                else:
+                    yield from linked(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from linked(item)
+
+    links = list(linked([source["jsonData"] for source in datasources.values()]))
+    assert len(links) == 6 and set(links) <= uids
+
+
+def test_exemplars_link_metrics_to_traces_for_both_label_names(datasources):
+    destinations = datasources["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
+    assert {d["name"]: d["datasourceUid"] for d in destinations} == {"trace_id": "tempo", "traceID": "tempo"}
+    assert set(EXEMPLAR_TRACE_ID_LABELS) == {"trace_id", "traceID"}
+
+
+def test_traces_link_to_the_apps_logs_by_trace_id(datasources):
+    to_logs = datasources["tempo"]["jsonData"]["tracesToLogsV2"]
+    assert to_logs["datasourceUid"] == "loki" and to_logs["customQuery"] is True
+    assert grafana_expand(to_logs["query"]) == '{job="refly-api"} |= "${__trace.traceId}"'
+
+
+def test_traces_link_to_metrics_and_the_service_map(datasources):
+    tempo = datasources["tempo"]["jsonData"]
+    assert tempo["serviceMap"] == {"datasourceUid": "prometheus"}
+    assert tempo["nodeGraph"] == {"enabled": True}
+    assert tempo["tracesToMetrics"]["datasourceUid"] == "prometheus"
+    for query in tempo["tracesToMetrics"]["queries"]:
+        assert "${__tags}" not in query["query"] and "$__tags" in grafana_expand(query["query"])
+
+
+@pytest.mark.parametrize("line", [
+    '{"level":30,"time":1700000000000,"traceId":"%s","msg":"GET /"}' % TRACE_ID,
+    '{"level":30,"time":1700000000000,"trace_id":"%s","span_id":"00f067aa0ba902b7","msg":"GET /"}' % TRACE_ID,
+    '{"level":"info","trace_id": "%s"}' % TRACE_ID,
+])
+def test_log_lines_with_a_trace_id_link_to_tempo(datasources, line):
+    [derived] = datasources["loki"]["jsonData"]["derivedFields"]
+    assert derived["datasourceUid"] == "tempo" and grafana_expand(derived["url"]) == "${__value.raw}"
+    regex = re.compile(derived["matcherRegex"])
+    assert regex.groups == 1 and regex.search(line).group(1) == TRACE_ID
+
+
+def test_a_log_line_without_a_trace_id_links_nowhere(datasources):
+    [derived] = datasources["loki"]["jsonData"]["derivedFields"]
+    assert not re.search(derived["matcherRegex"], '{"level":30,"msg":"no trace","spanId":"00f067aa0ba902b7"}')
+
+
+def test_dashboards_provider_reads_the_dashboards_folder(files):
+    provider_file = load(files, "grafana", "/etc/grafana/provisioning/dashboards/trace-stack.yaml")
+    [provider] = provider_file["providers"]
+    assert provider["type"] == "file" and provider["folder"] == "trace-stack"
+    assert provider["options"]["path"] == GRAFANA_DASHBOARDS_DIR
+
+
+# --- Settings reach the files -------------------------------------------------------------------
+
+
+def test_retention_settings_reach_tempo_and_loki():
+    files = rendered({"tempoRetention": "720h", "lokiRetention": "30d"})
+    assert load(files, "tempo", "/etc/tempo/tempo.yaml")["compactor"]["compaction"]["block_retention"] == "720h"
+    assert load(files, "loki", "/etc/loki/loki.yaml")["limits_config"]["retention_period"] == "30d"
+
+
+def test_port_offset_changes_no_file_inside_the_network(files):
+    # Containers talk to each other on their own ports; only the published host ports move.
+    assert rendered({"portOffset": "1000"}) == files
