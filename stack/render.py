@@ -48,9 +48,12 @@ _environment.filters["tojson"] = lambda value: json.dumps(value, ensure_ascii=Fa
 
 
 def pino_level_template() -> str:
-    """The Go template Alloy's stage.template runs on a line's `level`: numbers to names."""
+    """The Go template Alloy's stage.template runs on a line's `level`: numbers to names.
+
+    A line without a level renders empty, which drops the key, instead of "<no value>".
+    """
     branches = " else if ".join(f'eq .Value "{number}" }}}}{name}{{{{' for number, name in PINO_LEVELS.items())
-    return "{{ if " + branches + " else }}{{ .Value }}{{ end }}"
+    return "{{ if .Value }}{{ if " + branches + " else }}{{ .Value }}{{ end }}{{ end }}"
 
 
 def template_values(config: StackConfig) -> dict[str, Any]:

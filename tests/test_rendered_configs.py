@@ -206,6 +206,8 @@ def test_every_pino_level_maps_to_its_name_and_string_levels_pass_through(alloy)
     numbers = [str(number) for number in PINO_LEVELS]
     names = ["warn", "error", "custom", ""]
     assert run_go_template(template, numbers + names) == list(PINO_LEVELS.values()) + names
+    # A line without a level (not JSON, or no field) gets no level label, not "<no value>".
+    assert run_go_template(template, ["<absent>"]) == [""]
     assert dict(zip(numbers, PINO_LEVELS.values())) == {
         "10": "trace", "20": "debug", "30": "info", "40": "warn", "50": "error", "60": "fatal"}
 

@@ -4,7 +4,9 @@
 //	                                      they are constants, or {"expr": source} where they refer
 //	                                      to other components
 //	alloycheck template TEXT VALUE...     TEXT run as loki.process's stage.template runs it, with
-//	                                      .Value set to each VALUE in turn; prints a JSON list
+//	                                      .Value set to each VALUE in turn (absent for the VALUE
+//	                                      "<absent>", as for a line without the field); prints a
+//	                                      JSON list
 package main
 
 import (
@@ -109,6 +111,8 @@ func expression(e ast.Expr) (interface{}, error) {
 	return map[string]string{"expr": source.String()}, nil
 }
 
+const absent = "<absent>"
+
 func runTemplate(text string, values []string) (interface{}, error) {
 	parsed, err := template.New("stage.template").Parse(text)
 	if err != nil {
@@ -116,8 +120,12 @@ func runTemplate(text string, values []string) (interface{}, error) {
 	}
 	results := []string{}
 	for _, value := range values {
+		data := map[string]interface{}{}
+		if value != absent {
+			data["Value"] = value
+		}
 		var out bytes.Buffer
-		if err := parsed.Execute(&out, map[string]interface{}{"Value": value}); err != nil {
+		if err := parsed.Execute(&out, data); err != nil {
 			return nil, err
 		}
 		results = append(results, out.String())
