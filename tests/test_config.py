@@ -195,3 +195,22 @@ def test_not_image_references(image):
 def test_the_config_object_is_immutable():
     with pytest.raises(dataclasses.FrozenInstanceError):
         parse_settings("dev", {}).port_offset = 5
+
+
+def test_offsets_a_thousand_apart_never_share_a_host_port():
+    # The README's and Pulumi.bob.yaml.example's advice, for every such offset in range.
+    from stack.ports import published_ports
+
+    taken: dict[int, int] = {}
+    for developer in range(27):
+        config = parse_settings(f"dev{developer}", {"portOffset": str(developer * 1000)})
+        for port in published_ports(config).values():
+            assert port not in taken, f"offsets {taken.get(port)} and {developer * 1000} share port {port}"
+            taken[port] = developer * 1000
+
+
+def test_the_example_second_stack_is_valid_and_apart_from_the_first():
+    example = yaml.safe_load((ROOT / "Pulumi.bob.yaml.example").read_text())["config"]
+    raw = {key.split(":", 1)[1]: str(value) for key, value in example.items()}
+    bob = parse_settings("bob", raw)
+    assert bob.port_offset == 1000 and bob.log_dir != StackConfig(stack="alice").log_dir

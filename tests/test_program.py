@@ -4,6 +4,7 @@ import pytest
 
 from stack.config import DEFAULT_IMAGES, SERVICE_NAMES
 from tests.program import is_secret, run_program
+from tests.test_config import BAD_VALUES
 
 EXPECTED_PORTS = {
     "grafana": {3000: 33000},
@@ -220,6 +221,13 @@ def test_a_bad_config_stops_the_program_before_any_resource():
     assert "bindAddress 0.0.0.0" in message
     assert program.resources == []
     assert program.outputs == {}
+
+
+@pytest.mark.parametrize(("key", "value"), BAD_VALUES)
+def test_each_bad_value_registers_nothing(key, value):
+    program = run_program({key: value})
+    assert program.error is not None and f"trace-stack:{key} = {value!r}" in str(program.error)
+    assert program.resources == [] and program.outputs == {}
 
 
 def test_a_plain_text_password_stops_the_program():
