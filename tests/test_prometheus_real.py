@@ -4,7 +4,6 @@ Debian ships Prometheus 2.42, older than the pinned 2.48: every key and flag use
 """
 
 import json
-import socket
 import subprocess
 import time
 import urllib.error
@@ -12,24 +11,7 @@ import urllib.request
 
 import pytest
 
-from stack.config import parse_settings
-from stack.render import render_service_files, template_values
-from stack.services import declare_services
-from tests.tools import require
-
-PROMETHEUS_HINT = "apt-get install -y prometheus (Debian's package ships promtool and the server)"
-
-
-def prometheus_service(raw=None):
-    config = parse_settings("dev", raw or {})
-    [service] = [s for s in declare_services(config) if s.name == "prometheus"]
-    return service, render_service_files(service, template_values(config))
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.tools import PROMETHEUS_HINT, prometheus_server, prometheus_service, require
 
 
 def test_promtool_accepts_the_rendered_config(tmp_path):
@@ -44,38 +26,8 @@ def test_promtool_accepts_the_rendered_config(tmp_path):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A real Prometheus started with the container's own flags; only paths and address moved."""
-    binary = require("prometheus", PROMETHEUS_HINT)
-    directory = tmp_path_factory.mktemp("prometheus")
-    service, files = prometheus_service({"prometheusRetention": "45d"})
-    (directory / "prometheus.yml").write_text(files["/etc/prometheus/prometheus.yml"])
-    moved = {
-        "--config.file": str(directory / "prometheus.yml"),
-        "--storage.tsdb.path": str(directory / "data"),
-    }
-    flags = [f"{name}={moved[name]}" if name in moved else flag
-             for flag in service.command for name in [flag.split("=", 1)[0]]]
-    address = f"127.0.0.1:{free_port()}"
-    log = (directory / "prometheus.log").open("w")
-    process = subprocess.Popen([binary, *flags, f"--web.listen-address={address}"], stdout=log, stderr=log)
-    url = f"http://{address}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, (directory / "prometheus.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, (directory / "prometheus.log").read_text()[-3000:]
-            time.sleep(0.2)
+    with prometheus_server(tmp_path_factory.mktemp("prometheus"), {"prometheusRetention": "45d"}) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 def get_json(url):

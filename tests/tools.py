@@ -3,16 +3,26 @@ Debian's Prometheus."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
+from typing import Iterator, Optional
 
 import pytest
 
+from stack.config import parse_settings
+from stack.render import render_service_files, template_values
+from stack.services import Service, declare_services
+
 ROOT = Path(__file__).resolve().parent.parent
+PROMETHEUS_HINT = "apt-get install -y prometheus (Debian's package ships promtool and the server)"
 CACHE = Path(os.environ.get("TRACE_STACK_TOOL_CACHE", Path.home() / ".cache" / "trace-stack" / "tools"))
 
 
@@ -53,3 +63,48 @@ def run_go_template(text: str, values: list[str]) -> list[str]:
     result = subprocess.run([str(go_tool("alloycheck")), "template", text, *values], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def prometheus_service(raw: Optional[dict] = None) -> tuple[Service, dict[str, str]]:
+    """The Prometheus service as the stack declares it, and its rendered files."""
+    config = parse_settings("dev", raw or {})
+    [service] = [s for s in declare_services(config) if s.name == "prometheus"]
+    return service, render_service_files(service, template_values(config))
+
+
+@contextlib.contextmanager
+def prometheus_server(directory: Path, raw: Optional[dict] = None) -> Iterator[str]:
+    """A real Prometheus (Debian's) started with the container's own flags and rendered config;
+    only the file paths and the listen address are moved. Yields its URL once /-/ready."""
+    binary = require("prometheus", PROMETHEUS_HINT)
+    service, files = prometheus_service(raw)
+    (directory / "prometheus.yml").write_text(files["/etc/prometheus/prometheus.yml"])
+    moved = {"--config.file": str(directory / "prometheus.yml"), "--storage.tsdb.path": str(directory / "data")}
+    flags = [f"{name}={moved[name]}" if name in moved else flag
+             for flag in service.command for name in [flag.split("=", 1)[0]]]
+    address = f"127.0.0.1:{free_port()}"
+    log_path = directory / "prometheus.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen([binary, *flags, f"--web.listen-address={address}"], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://{address}/-/ready", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.2)
+        yield f"http://{address}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

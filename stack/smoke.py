@@ -1,0 +1,190 @@
+"""`check --smoke`: send real telemetry and follow it to where Grafana will look for it.
+
+A trace, with a counter and a histogram recorded inside its span (so they carry it as an
+exemplar), goes to the collector with the OpenTelemetry SDK; a Pino line with the same trace id
+is appended to a file in the log directory. Then each hop is polled until it has the data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Awaitable, Callable
+
+import httpx
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from .render import LOG_LABELS, PINO_LEVELS
+
+SMOKE_SERVICE = "trace-stack-smoke"
+COUNTER = ("trace_stack.smoke.runs", "")
+HISTOGRAM = ("trace_stack.smoke.duration", "ms")
+LOG_FILE = "trace-stack-smoke.log"
+REQUIRED_OUTPUTS = ("otlp_http_endpoint", "tempo_url", "prometheus_url", "loki_url")
+
+# The collector 0.91 Prometheus exporter's unit words (pkg/translator/prometheus, normalize_name.go).
+_UNIT_WORDS = {"d": "days", "h": "hours", "min": "minutes", "s": "seconds", "ms": "milliseconds",
+               "us": "microseconds", "ns": "nanoseconds", "By": "bytes", "KiBy": "kibibytes",
+               "MiBy": "mebibytes", "GiBy": "gibibytes", "KBy": "kilobytes", "MBy": "megabytes",
+               "GBy": "gigabytes", "%": "percent"}
+
+
+def prometheus_metric_name(name: str, unit: str, monotonic_sum: bool = False) -> str:
+    """The name collector 0.91's Prometheus exporter gives an OTel metric (suffixes on, the default)."""
+    words = [word for word in re.split(r"[^a-zA-Z0-9]", name) if word]
+    unit_word = "" if "{" in unit else _UNIT_WORDS.get(unit, unit)
+    if unit_word and unit_word not in words:
+        words.append(unit_word)
+    if monotonic_sum:
+        words = [word for word in words if word != "total"] + ["total"]
+    joined = "_".join(words)
+    return f"_{joined}" if joined[:1].isdigit() else joined
+
+
+class HopFailed(Exception):
+    def __init__(self, hop: str, reason: str):
+        super().__init__(f"{hop}: {reason}")
+        self.hop = hop
+
+
+@dataclass
+class Hop:
+    name: str
+    arrived: bool
+    seconds: float
+    detail: str
+
+    def line(self) -> str:
+        state = "arrived" if self.arrived else "MISSING"
+        return f"{self.name:<33} {state:<8} {self.seconds:6.1f}s  {self.detail}"
+
+
+def send_telemetry(otlp_http_endpoint: str, timeout: float = 10.0) -> str:
+    """Send one trace and metrics recorded inside it; returns the trace id (32 hex digits)."""
+    resource = Resource.create({"service.name": SMOKE_SERVICE})
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+    meter = meter_provider.get_meter("trace-stack.check")
+    counter = meter.create_counter(COUNTER[0], unit=COUNTER[1], description="trace-stack smoke checks")
+    histogram = meter.create_histogram(HISTOGRAM[0], unit=HISTOGRAM[1], description="trace-stack smoke check time")
+
+    with tracer_provider.get_tracer("trace-stack.check").start_as_current_span("trace-stack smoke check") as span:
+        counter.add(1, {"check": "smoke"})
+        histogram.record(42.0, {"check": "smoke"})
+        trace_id = format(span.get_span_context().trace_id, "032x")
+
+    # The SDK's exporters report failure instead of raising: export by hand to see the answer.
+    endpoint = otlp_http_endpoint.rstrip("/")
+    if OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=timeout).export(
+            spans.get_finished_spans()) != SpanExportResult.SUCCESS:
+        raise HopFailed("collector accepts the trace", f"OTLP/HTTP export to {endpoint}/v1/traces failed")
+    if OTLPMetricExporter(endpoint=f"{endpoint}/v1/metrics", timeout=timeout).export(
+            reader.get_metrics_data()) != MetricExportResult.SUCCESS:
+        raise HopFailed("collector accepts the metrics", f"OTLP/HTTP export to {endpoint}/v1/metrics failed")
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
+    return trace_id
+
+
+def write_log_line(log_dir: str, trace_id: str) -> Path:
+    """Append a Pino-style line carrying the trace id, as the app's piped stdout would."""
+    path = Path(log_dir) / LOG_FILE
+    line = {"level": 30, "time": int(time.time() * 1000), "pid": os.getpid(), "hostname": socket.gethostname(),
+            "traceId": trace_id, "msg": "trace-stack smoke check"}
+    with path.open("a") as log:
+        log.write(json.dumps(line, separators=(",", ":")) + "\n")
+    return path
+
+
+class _NotYet(Exception):
+    pass
+
+
+async def _poll(name: str, started: float, timeout: float, look: Callable[[], Awaitable[str]]) -> Hop:
+    last = "never answered"
+    try:
+        async for attempt in AsyncRetrying(stop=stop_after_delay(timeout), wait=wait_fixed(1.0),
+                                           retry=retry_if_exception_type(_NotYet), reraise=True):
+            with attempt:
+                try:
+                    detail = await look()
+                except httpx.HTTPError as error:
+                    last = f"{type(error).__name__}: {error}"
+                    raise _NotYet() from None
+                except _NotYet as not_yet:
+                    last = str(not_yet) or last
+                    raise
+        return Hop(name, True, time.monotonic() - started, detail)
+    except _NotYet:
+        return Hop(name, False, time.monotonic() - started, f"not there after {timeout:g}s: {last}")
+
+
+async def follow(outputs: dict[str, str], trace_id: str, sent_at: float, timeout: float) -> list[Hop]:
+    """Poll Tempo, Prometheus and Loki at once until each has the smoke check's data."""
+    tempo, prometheus, loki = (outputs[key].rstrip("/") for key in ("tempo_url", "prometheus_url", "loki_url"))
+    counter = prometheus_metric_name(*COUNTER, monotonic_sum=True)
+    buckets = prometheus_metric_name(*HISTOGRAM) + "_bucket"
+    level = PINO_LEVELS[30]
+
+    async with httpx.AsyncClient(timeout=5.0) as client:
+
+        async def trace_in_tempo() -> str:
+            response = await client.get(f"{tempo}/api/traces/{trace_id}")
+            if response.status_code != 200:
+                raise _NotYet(f"HTTP {response.status_code}")
+            return f"{tempo}/api/traces/{trace_id}"
+
+        async def metric_in_prometheus() -> str:
+            response = await client.get(f"{prometheus}/api/v1/query",
+                                        params={"query": f'{counter}{{job="{SMOKE_SERVICE}"}}'})
+            series = response.json().get("data", {}).get("result", [])
+            if not series:
+                raise _NotYet(f"no {counter} series yet")
+            return f"{counter} = {series[0]['value'][1]}"
+
+        async def exemplar_in_prometheus() -> str:
+            now = time.time()
+            response = await client.get(f"{prometheus}/api/v1/query_exemplars", params={
+                "query": f'{buckets}{{job="{SMOKE_SERVICE}"}}', "start": now - 3600, "end": now + 60})
+            for series in response.json().get("data", []):
+                for exemplar in series.get("exemplars", []):
+                    labels = exemplar.get("labels", {})
+                    if trace_id in (labels.get("trace_id"), labels.get("traceID")):
+                        return f"{buckets} exemplar {labels}"
+            raise _NotYet(f"no exemplar with trace id {trace_id} on {buckets} yet")
+
+        async def log_in_loki() -> str:
+            now_ns = time.time_ns()
+            response = await client.get(f"{loki}/loki/api/v1/query_range", params={
+                "query": f'{{job="{LOG_LABELS["job"]}"}} |= "{trace_id}"', "start": now_ns - 3600 * 10**9,
+                "end": now_ns + 60 * 10**9, "limit": 10})
+            for stream in response.json().get("data", {}).get("result", []):
+                labels = stream.get("stream", {})
+                if labels.get("level") == level and stream.get("values"):
+                    return f"line labelled {labels}"
+                raise _NotYet(f"a line arrived labelled {labels}, not level={level!r}")
+            raise _NotYet("no line with the trace id yet")
+
+        return list(await asyncio.gather(
+            _poll("Tempo has the trace", sent_at, timeout, trace_in_tempo),
+            _poll("Prometheus has the metric", sent_at, timeout, metric_in_prometheus),
+            _poll("Prometheus has the exemplar", sent_at, timeout, exemplar_in_prometheus),
+            _poll("Loki has the log line", sent_at, timeout, log_in_loki),
+        ))

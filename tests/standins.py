@@ -1,0 +1,196 @@
+"""Small local stand-ins for the stack's HTTP endpoints, on free loopback ports.
+
+The smoke stand-ins are fed only by what the OpenTelemetry SDK really sends: the collector
+decodes the OTLP protobuf it receives, and Tempo and Prometheus answer from that; Loki reads the
+log directory as Alloy would.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable, Optional
+from urllib.parse import parse_qs, urlsplit
+
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+Reply = tuple[int, str, bytes]  # status, content type, body
+Route = Callable[[str, dict, bytes], Reply]
+
+
+def text(status: int, body: str) -> Reply:
+    return status, "text/plain", body.encode()
+
+
+def as_json(status: int, body) -> Reply:
+    return status, "application/json", json.dumps(body).encode()
+
+
+class StandIn:
+    """An HTTP server answering `routes` (path regex -> handler) after `delay` seconds each,
+    and 503 to everything until `ready_after` seconds from start."""
+
+    def __init__(self, routes: dict[str, Route], delay: float = 0.0, ready_after: float = 0.0):
+        self.routes, self.delay = routes, delay
+        self.ready_at = time.monotonic() + ready_after
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self, body: bytes):
+                time.sleep(stand_in.delay)
+                parts = urlsplit(self.path)
+                query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+                status, content_type, payload = stand_in.reply(parts.path, query, body)
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self):
+                self._answer(b"")
+
+            def do_POST(self):
+                self._answer(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads, self.server.block_on_close = True, False
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def reply(self, path: str, query: dict, body: bytes) -> Reply:
+        if time.monotonic() < self.ready_at:
+            return text(503, "not ready: still starting")
+        for pattern, route in self.routes.items():
+            if re.fullmatch(pattern, path):
+                return route(path, query, body)
+        return text(404, "404 page not found")
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def ready_text(body: str = "ready") -> Route:
+    return lambda path, query, body_: text(200, body)
+
+
+def grafana_health(database: str = "ok") -> Route:
+    return lambda path, query, body: as_json(200, {"database": database, "version": "12.3.0"})
+
+
+# --- the smoke check's data path ---------------------------------------------------------------
+
+
+class Telemetry:
+    """What the collector stand-in received, decoded."""
+
+    def __init__(self):
+        self.trace_ids: set[str] = set()
+        # Prometheus name -> {"job": service.name, "value": float, "exemplar_trace_ids": set}
+        self.series: dict[str, dict] = {}
+
+    def receive_traces(self, body: bytes) -> None:
+        request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                self.trace_ids.update(span.trace_id.hex() for span in scope_spans.spans)
+
+    def receive_metrics(self, body: bytes) -> None:
+        request = metrics_service_pb2.ExportMetricsServiceRequest.FromString(body)
+        for resource_metrics in request.resource_metrics:
+            job = next(a.value.string_value for a in resource_metrics.resource.attributes if a.key == "service.name")
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    self._record(job, metric)
+
+    def _record(self, job: str, metric) -> None:
+        # Written out for the two kinds the smoke check sends, as collector 0.91 names them.
+        base = metric.name.replace(".", "_")
+        if metric.HasField("sum") and metric.sum.is_monotonic:
+            points, name = metric.sum.data_points, f"{base}_total"
+            value = sum(point.as_double or point.as_int for point in points)
+        elif metric.HasField("histogram"):
+            points = metric.histogram.data_points
+            name = f"{base}_milliseconds_bucket" if metric.unit == "ms" else f"{base}_bucket"
+            value = sum(point.count for point in points)
+        else:
+            return
+        exemplars = {exemplar.trace_id.hex() for point in points for exemplar in point.exemplars}
+        self.series[name] = {"job": job, "value": value, "exemplar_trace_ids": exemplars}
+
+
+def collector_routes(telemetry: Telemetry) -> dict[str, Route]:
+    def traces(path, query, body):
+        telemetry.receive_traces(body)
+        return 200, "application/x-protobuf", trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+
+    def metrics(path, query, body):
+        telemetry.receive_metrics(body)
+        return 200, "application/x-protobuf", metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
+
+    return {"/v1/traces": traces, "/v1/metrics": metrics, "/": ready_text("Server available")}
+
+
+def tempo_routes(telemetry: Telemetry) -> dict[str, Route]:
+    def trace(path, query, body):
+        trace_id = path.rsplit("/", 1)[1]
+        if trace_id in telemetry.trace_ids:
+            return as_json(200, {"batches": [{"traceId": trace_id}]})
+        return text(404, "trace not found")
+
+    return {"/ready": ready_text(), r"/api/traces/[0-9a-f]+": trace}
+
+
+_SELECTOR = re.compile(r'(?P<name>\w+)\{job="(?P<job>[^"]+)"\}')
+
+
+def prometheus_routes(telemetry: Telemetry) -> dict[str, Route]:
+    def matching(query) -> Optional[tuple[str, dict]]:
+        selector = _SELECTOR.fullmatch(query.get("query", ""))
+        series = selector and telemetry.series.get(selector["name"])
+        return (selector["name"], series) if series and series["job"] == selector["job"] else None
+
+    def instant(path, query, body):
+        found = matching(query)
+        result = [{"metric": {"__name__": found[0], "job": found[1]["job"]}, "value": [time.time(), str(found[1]["value"])]}] \
+            if found else []
+        return as_json(200, {"status": "success", "data": {"resultType": "vector", "result": result}})
+
+    def exemplars(path, query, body):
+        found = matching(query)
+        data = [{"seriesLabels": {"__name__": found[0], "job": found[1]["job"]},
+                 "exemplars": [{"labels": {"trace_id": trace_id}, "value": "42", "timestamp": time.time()}
+                               for trace_id in sorted(found[1]["exemplar_trace_ids"])]}] if found else []
+        return as_json(200, {"status": "success", "data": data})
+
+    return {"/-/ready": ready_text(), "/api/v1/query": instant, "/api/v1/query_exemplars": exemplars}
+
+
+_LINE_FILTER = re.compile(r'\{job="(?P<job>[^"]+)"\} \|= "(?P<needle>[^"]+)"')
+
+
+def loki_routes(log_dir: Path, levels: dict[int, str], labels: dict[str, str]) -> dict[str, Route]:
+    """Loki with Alloy in front: the lines of log_dir/*.log, labelled as the Alloy pipeline does."""
+
+    def query_range(path, query, body):
+        selector = _LINE_FILTER.fullmatch(query.get("query", ""))
+        streams = []
+        if selector and selector["job"] == labels["job"]:
+            for file in sorted(log_dir.glob("*.log")):
+                for line in file.read_text().splitlines():
+                    if selector["needle"] in line:
+                        level = json.loads(line).get("level")
+                        stream = {**labels, "filename": str(file), "level": levels.get(level, str(level))}
+                        streams.append({"stream": stream, "values": [[str(time.time_ns()), line]]})
+        return as_json(200, {"status": "success", "data": {"resultType": "streams", "result": streams}})
+
+    return {"/ready": ready_text(), "/loki/api/v1/query_range": query_range}

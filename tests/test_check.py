@@ -1,0 +1,243 @@
+"""`python -m stack check`, run as a developer runs it, against a real Prometheus and stand-ins."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from stack.outputs import OutputsError, parse_outputs
+from stack.render import LOG_LABELS, PINO_LEVELS
+from stack.smoke import prometheus_metric_name
+from tests.program import ROOT
+from tests.standins import (
+    StandIn, Telemetry, collector_routes, grafana_health, loki_routes, prometheus_routes, ready_text, tempo_routes,
+)
+from tests.tools import free_port, prometheus_server
+
+SERVICES = ("grafana", "prometheus", "tempo", "loki", "otel-collector", "alloy")
+
+
+def run_check(*args, env=None, timeout=120):
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "stack", "check", *args], cwd=ROOT, capture_output=True,
+                            text=True, env=env, timeout=timeout)
+    return result, time.monotonic() - started
+
+
+def outputs_file(tmp_path, **urls):
+    """Outputs in the shape `pulumi stack output --json` prints, with the stack's other outputs too."""
+    outputs = {"otlp_grpc_endpoint": "http://localhost:34317", "collector_metrics_url": "http://localhost:38889/metrics",
+               "otlp_http_endpoint": "http://localhost:34318", **urls}
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(outputs, indent=4) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def real_prometheus(tmp_path_factory):
+    with prometheus_server(tmp_path_factory.mktemp("prometheus")) as url:
+        yield url
+
+
+@pytest.fixture
+def stand_ins():
+    started = []
+
+    def start(routes, **kwargs):
+        stand_in = StandIn(routes, **kwargs)
+        started.append(stand_in)
+        return stand_in.url
+
+    yield start
+    for stand_in in started:
+        stand_in.close()
+
+
+def healthy_urls(stand_ins, prometheus_url, **overrides):
+    urls = {
+        "grafana_url": stand_ins({"/api/health": grafana_health()}),
+        "prometheus_url": prometheus_url,
+        "tempo_url": stand_ins({"/ready": ready_text()}),
+        "loki_url": stand_ins({"/ready": ready_text()}),
+        "collector_health_url": stand_ins({"/": ready_text("Server available")}) + "/",
+        "alloy_url": stand_ins({"/-/ready": ready_text("Alloy is ready.")}),
+    }
+    return {**urls, **overrides}
+
+
+def lines_by_service(stdout):
+    return {line.split()[0]: line for line in stdout.splitlines() if line.split() and line.split()[0] in SERVICES}
+
+
+def test_a_healthy_stack_passes_and_every_service_is_named(tmp_path, stand_ins, real_prometheus):
+    result, _ = run_check("--outputs", str(outputs_file(tmp_path, **healthy_urls(stand_ins, real_prometheus))),
+                          "--timeout", "20")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = lines_by_service(result.stdout)
+    assert set(lines) == set(SERVICES)
+    assert all(" ready " in line for line in lines.values())
+    assert real_prometheus + "/-/ready" in lines["prometheus"]
+
+
+def test_a_service_that_is_down_is_named_well_before_the_timeout(tmp_path, stand_ins, real_prometheus):
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    urls = healthy_urls(stand_ins, real_prometheus, loki_url=closed)
+    result, elapsed = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", "60",
+                                "--down-after", "2")
+    assert result.returncode == 1
+    loki = lines_by_service(result.stdout)["loki"]
+    assert "NOT READY" in loki and "refused" in loki
+    assert "not ready: loki" in result.stderr
+    assert elapsed < 15  # the 60 s timeout is for services still starting, not for one that is down
+
+
+def test_a_service_still_starting_is_waited_for_and_timed(tmp_path, stand_ins, real_prometheus):
+    urls = healthy_urls(stand_ins, real_prometheus, tempo_url=stand_ins({"/ready": ready_text()}, ready_after=3.0))
+    result, _ = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", "20", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    services = {service["service"]: service for service in report["services"]}
+    assert report["ok"] is True and services["tempo"]["ready"] is True
+    # Ready 3 s after the stand-in started, less the second the command takes to start.
+    assert services["tempo"]["seconds"] >= 2.0 and services["tempo"]["attempts"] > 1
+    assert services["grafana"]["seconds"] < 2.0
+
+
+def test_a_service_never_ready_fails_at_the_timeout_with_its_answer(tmp_path, stand_ins, real_prometheus):
+    urls = healthy_urls(stand_ins, real_prometheus, grafana_url=stand_ins({"/api/health": grafana_health("failing")}))
+    result, elapsed = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", "2")
+    assert result.returncode == 1
+    grafana = lines_by_service(result.stdout)["grafana"]
+    assert "database 'failing'" in grafana and "still not ready after 2s" in grafana
+    assert 2 <= elapsed < 15
+
+
+def test_a_client_error_names_status_and_body_at_once(tmp_path, stand_ins, real_prometheus):
+    urls = healthy_urls(stand_ins, real_prometheus, alloy_url=stand_ins({}))
+    result, elapsed = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", "60")
+    assert result.returncode == 1
+    assert "HTTP 404: '404 page not found' (is this the service's port?)" in lines_by_service(result.stdout)["alloy"]
+    assert elapsed < 15  # a 404 will not turn into a 200 by waiting
+
+
+# --- where the outputs come from ----------------------------------------------------------------
+
+
+def test_outputs_as_pulumi_prints_them_are_read():
+    text = json.dumps({"grafana_url": "http://localhost:33000", "loki_url": "http://localhost:33100"}, indent=4)
+    assert parse_outputs(text, ("grafana_url",), "f") == {"grafana_url": "http://localhost:33000"}
+
+
+@pytest.mark.parametrize(("text", "complaint"), [
+    ('{"grafana_url": "[secret]"}', "hides grafana_url as [secret]: use `pulumi stack output --json --show-secrets`"),
+    ('{"loki_url": "http://localhost:33100"}', "has no grafana_url"),
+    ("Current stack outputs (9):", "is not JSON"),
+    ('["http://localhost:33000"]', "not a JSON object"),
+])
+def test_outputs_that_cannot_be_used_say_why(text, complaint):
+    with pytest.raises(OutputsError) as caught:
+        parse_outputs(text, ("grafana_url",), "outputs.json")
+    assert complaint in str(caught.value)
+
+
+def test_without_the_pulumi_cli_the_check_says_how_to_install_it(tmp_path):
+    env = {**os.environ, "PATH": str(tmp_path)}
+    result, _ = run_check("--stack", "alice", env=env)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == ("check: the pulumi CLI is not installed (install it with: curl -fsSL "
+                                     "https://get.pulumi.com | sh), or pass the outputs with --outputs FILE")
+
+
+def test_the_check_asks_pulumi_for_the_named_stacks_outputs(tmp_path, stand_ins, real_prometheus):
+    outputs = outputs_file(tmp_path, **healthy_urls(stand_ins, real_prometheus))
+    calls = tmp_path / "calls"
+    fake = tmp_path / "pulumi"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\ncat {outputs}\n')
+    fake.chmod(0o755)
+    result, _ = run_check("--stack", "alice", "--timeout", "10",
+                          env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
+    assert result.returncode == 0, result.stderr
+    assert calls.read_text().splitlines() == ["stack output --json --stack alice"]
+
+
+def test_a_missing_outputs_file_is_one_line(tmp_path):
+    result, _ = run_check("--outputs", str(tmp_path / "nope.json"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"check: cannot read {tmp_path / 'nope.json'}: No such file or directory"
+
+
+# --- --smoke ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def smoke_stack(tmp_path, stand_ins):
+    telemetry = Telemetry()
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    collector = stand_ins(collector_routes(telemetry))
+    urls = {
+        "grafana_url": stand_ins({"/api/health": grafana_health()}),
+        "prometheus_url": stand_ins(prometheus_routes(telemetry)),
+        "tempo_url": stand_ins(tempo_routes(telemetry)),
+        "loki_url": stand_ins(loki_routes(log_dir, PINO_LEVELS, LOG_LABELS)),
+        "collector_health_url": collector + "/",
+        "otlp_http_endpoint": collector,
+        "alloy_url": stand_ins({"/-/ready": ready_text()}),
+    }
+    return telemetry, log_dir, outputs_file(tmp_path, **urls)
+
+
+def test_smoke_follows_one_trace_id_through_every_hop(smoke_stack):
+    telemetry, log_dir, outputs = smoke_stack
+    result, _ = run_check("--outputs", str(outputs), "--smoke", "--log-dir", str(log_dir), "--timeout", "10", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    hops = {hop["name"]: hop for hop in report["hops"]}
+    assert all(hop["arrived"] for hop in hops.values()), hops
+    # The trace id the SDK really sent is the one each hop found.
+    [trace_id] = telemetry.trace_ids
+    assert hops["collector accepted the telemetry"]["detail"] == f"trace id {trace_id}"
+    assert telemetry.series["trace_stack_smoke_duration_milliseconds_bucket"]["exemplar_trace_ids"] == {trace_id}
+    assert telemetry.series["trace_stack_smoke_runs_total"]["exemplar_trace_ids"] == {trace_id}
+    assert telemetry.series["trace_stack_smoke_runs_total"]["job"] == "trace-stack-smoke"
+    assert trace_id in hops["Prometheus has the exemplar"]["detail"]
+    assert "'level': 'info'" in hops["Loki has the log line"]["detail"]
+    [line] = (log_dir / "trace-stack-smoke.log").read_text().splitlines()
+    assert json.loads(line)["traceId"] == trace_id and json.loads(line)["level"] == 30
+
+
+def test_smoke_names_the_hop_that_never_arrived(smoke_stack, tmp_path):
+    _, _, outputs = smoke_stack
+    elsewhere = tmp_path / "not-the-log-dir"
+    elsewhere.mkdir()
+    result, _ = run_check("--outputs", str(outputs), "--smoke", "--log-dir", str(elsewhere), "--timeout", "3")
+    assert result.returncode == 1
+    assert "never arrived: Loki has the log line" in result.stderr
+    missing = [line for line in result.stdout.splitlines() if "MISSING" in line]
+    assert len(missing) == 1 and missing[0].startswith("Loki has the log line")
+
+
+def test_smoke_with_the_collector_refusing_names_it(smoke_stack, tmp_path):
+    _, log_dir, outputs = smoke_stack
+    urls = json.loads(outputs.read_text())
+    urls["otlp_http_endpoint"] = f"http://127.0.0.1:{free_port()}"
+    outputs.write_text(json.dumps(urls))
+    result, _ = run_check("--outputs", str(outputs), "--smoke", "--log-dir", str(log_dir), "--timeout", "3")
+    assert result.returncode == 1
+    assert "never arrived: collector accepts the trace" in result.stderr
+
+
+@pytest.mark.parametrize(("name", "unit", "monotonic", "expected"), [
+    ("db.query.count", "", True, "db_query_count_total"),
+    ("llm.invocation.duration", "ms", False, "llm_invocation_duration_milliseconds"),
+    ("http.server.duration", "s", False, "http_server_duration_seconds"),
+    ("process.memory.usage", "By", False, "process_memory_usage_bytes"),
+    ("llm.token.count", "{token}", True, "llm_token_count_total"),
+    ("requests.total", "", True, "requests_total"),
+    ("db.query.duration.milliseconds", "ms", False, "db_query_duration_milliseconds"),
+])
+def test_prometheus_names_of_otel_metrics(name, unit, monotonic, expected):
+    assert prometheus_metric_name(name, unit, monotonic) == expected
