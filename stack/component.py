@@ -10,7 +10,7 @@ import pulumi_docker as docker
 from .config import StackConfig
 from .ports import endpoint_urls
 from .render import render_service_files, template_values
-from .services import Service, declare_services
+from .services import Healthcheck, Service, declare_services
 
 COMPONENT_TYPE = "trace-stack:index:TraceStack"
 
@@ -112,7 +112,38 @@ class TraceStack(pulumi.ComponentResource):
             uploads=uploads,
             labels=self._labels(docker.ContainerLabelArgs, service.name),
             restart="unless-stopped",
-            opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(depends_on=[self.containers[name] for name in service.depends_on])
-            ),
+            # Swap equal to memory means none beyond the limit; unset, the engine reads back another
+            # value and every preview would show a change.
+            memory=service.memory_mib,
+            memory_swap=service.memory_mib,
+            healthcheck=_healthcheck_args(service.healthcheck),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+                depends_on=[self.containers[name] for name in service.depends_on],
+                # The provider never applies a changed health check in place: replace instead.
+                replace_on_changes=["healthcheck"],
+            )),
         )
+
+
+def go_duration(seconds: int) -> str:
+    """A whole number of seconds as Go prints a time.Duration (`1m30s`, `1m0s`, `10s`), which is how
+    the provider reads health check durations back: any other spelling is a change at every preview."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def _healthcheck_args(check: Optional[Healthcheck]) -> Optional[docker.ContainerHealthcheckArgs]:
+    if check is None:
+        return None
+    return docker.ContainerHealthcheckArgs(
+        tests=list(check.test),
+        interval=go_duration(check.interval_seconds),
+        timeout=go_duration(check.timeout_seconds),
+        start_period=go_duration(check.start_period_seconds),
+        retries=check.retries,
+    )

@@ -34,10 +34,24 @@ IMAGE_KEYS = {
     for service in SERVICE_NAMES
 }
 
+# Memory limit of each container in MiB: grafanaMemoryMiB, otelCollectorMemoryMiB, ... Sized for a
+# laptop running one stack: about 4 GiB in all.
+DEFAULT_MEMORY_MIB = {
+    "grafana": 512,
+    "prometheus": 1024,
+    "tempo": 1024,
+    "loki": 768,
+    "otel-collector": 512,
+    "alloy": 256,
+}
+MEMORY_KEYS = {service: key[: -len("Image")] + "MemoryMiB" for service, key in IMAGE_KEYS.items()}
+MIN_MEMORY_MIB = 64
+
 KEYS = (
     "portOffset", "bindAddress", "logDir",
     "prometheusRetention", "tempoRetention", "lokiRetention",
     *IMAGE_KEYS.values(),
+    *MEMORY_KEYS.values(),
     "grafanaAdminUser", "grafanaAdminPassword", "grafanaAnonymousEnabled", "grafanaAnonymousRole",
     "dockerHost",
 )
@@ -66,6 +80,7 @@ class StackConfig:
     tempo_retention: str = "168h"
     loki_retention: str = "168h"
     images: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_IMAGES))
+    memory_mib: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_MEMORY_MIB))
     grafana_admin_user: str = "admin"
     # Whether a password was configured; the value itself stays a Pulumi secret (see
     # stack/component.py) and never passes through this object.
@@ -184,6 +199,12 @@ def parse_settings(stack: str, raw: Mapping[str, str], password_encrypted: bool 
             check(key, raw[key], is_image_reference(raw[key]),
                   "an image reference such as grafana/grafana:12.3.0 or registry:5000/team/loki@sha256:<digest>")
 
+    memory_mib = dict(DEFAULT_MEMORY_MIB)
+    for service, key in MEMORY_KEYS.items():
+        memory_mib[service] = take(key, DEFAULT_MEMORY_MIB[service], _parse_int, "a whole number of MiB")
+        check(key, memory_mib[service], memory_mib[service] >= MIN_MEMORY_MIB,
+              f"at least {MIN_MEMORY_MIB} (MiB); the default is {DEFAULT_MEMORY_MIB[service]}")
+
     admin_user = raw.get("grafanaAdminUser", defaults.grafana_admin_user)
     check("grafanaAdminUser", admin_user, bool(admin_user.strip()), "a non-empty user name")
     anonymous_enabled = take("grafanaAnonymousEnabled", True, _parse_bool, "true or false")
@@ -205,6 +226,7 @@ def parse_settings(stack: str, raw: Mapping[str, str], password_encrypted: bool 
         tempo_retention=tempo_retention,
         loki_retention=loki_retention,
         images=images,
+        memory_mib=memory_mib,
         grafana_admin_user=admin_user,
         grafana_admin_password_set=password_set,
         grafana_anonymous_enabled=anonymous_enabled,

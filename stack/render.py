@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import jinja2
 
 from .config import SERVICE_NAMES, StackConfig
+from .grafana import DATASOURCE_UIDS
 from .ports import PORTS
 from .services import DATA_DIRS, GRAFANA_DASHBOARDS_DIR, LOG_MOUNT, Service
 
@@ -25,17 +26,15 @@ PINO_LEVELS = {10: "trace", 20: "debug", 30: "info", 40: "warn", 50: "error", 60
 # Labels every log line gets, as the seed's queries expect them.
 LOG_LABELS = {"job": "refly-api", "env": "local"}
 
-DATASOURCE_UIDS = {"prometheus": "prometheus", "tempo": "tempo", "loki": "loki"}
-
 # The collector's Prometheus exporter labels exemplars trace_id; Tempo's metrics-generator traceID.
 EXEMPLAR_TRACE_ID_LABELS = ("trace_id", "traceID")
 
 # The seed's app writes traceId; Pino's OpenTelemetry instrumentation writes trace_id.
 TRACE_ID_FIELD_REGEX = r'"(?:traceId|trace_id)"\s*:\s*"([0-9a-fA-F]{16,32})"'
 
-# The collector's memory_limiter: refuse data above this much heap, keeping room for a spike.
-COLLECTOR_MEMORY_LIMIT_MIB = 400
-COLLECTOR_MEMORY_SPIKE_MIB = 100
+# The collector's memory_limiter refuses data above this share of its container's limit, so the
+# collector slows its senders down instead of being killed; a fifth of that is kept for spikes.
+COLLECTOR_HEAP_SHARE = 0.8
 
 _environment = jinja2.Environment(
     loader=jinja2.FileSystemLoader(CONFIGS_DIR),
@@ -58,6 +57,7 @@ def pino_level_template() -> str:
 
 def template_values(config: StackConfig) -> dict[str, Any]:
     """The values every template is rendered with: one dict, so tests can render with others."""
+    collector_limit = int(config.memory_mib["otel-collector"] * COLLECTOR_HEAP_SHARE)
     return {
         "port": {port.name: port.internal for port in PORTS},
         # On the stack's network each container answers to its service name.
@@ -72,8 +72,8 @@ def template_values(config: StackConfig) -> dict[str, Any]:
         "exemplar_trace_id_labels": list(EXEMPLAR_TRACE_ID_LABELS),
         "trace_id_field_regex": TRACE_ID_FIELD_REGEX,
         "grafana_dashboards_dir": GRAFANA_DASHBOARDS_DIR,
-        "collector_memory_limit_mib": COLLECTOR_MEMORY_LIMIT_MIB,
-        "collector_memory_spike_mib": COLLECTOR_MEMORY_SPIKE_MIB,
+        "collector_memory_limit_mib": collector_limit,
+        "collector_memory_spike_mib": collector_limit // 5,
     }
 
 
@@ -82,5 +82,7 @@ def render(template: str, values: Mapping[str, Any]) -> str:
 
 
 def render_service_files(service: Service, values: Mapping[str, Any]) -> dict[str, str]:
-    """Container path -> rendered content of every config file the service reads."""
-    return {file.path: render(file.template, values) for file in service.config_files}
+    """Container path -> content of every config file the service reads: templates rendered,
+    generated files (dashboards) as they are."""
+    rendered = {file.path: render(file.template, values) for file in service.config_files}
+    return {**rendered, **service.generated_files}

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 from .config import StackConfig
+from .grafana import rendered_dashboards
 from .ports import PORTS, PORTS_BY_NAME, Port
 
 # Where the app's log directory appears inside the Alloy container.
@@ -40,6 +41,22 @@ class HostMount:
 
 
 @dataclass(frozen=True)
+class Healthcheck:
+    """A check the image itself can run (see each service below for what its image has)."""
+
+    test: tuple[str, ...]
+    interval_seconds: int = 10
+    timeout_seconds: int = 5
+    start_period_seconds: int = 30
+    retries: int = 3
+
+
+def _http_ok_with_wget(port: str, path: str) -> Healthcheck:
+    # Busybox wget: --spider asks without writing a file, and fails on any status but 2xx.
+    return Healthcheck(("CMD", "wget", "--spider", "-q", f"http://127.0.0.1:{PORTS_BY_NAME[port].internal}{path}"))
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     image: str
@@ -49,8 +66,13 @@ class Service:
     # Environment variables whose value is a secret config key: name -> config key.
     secret_env: Mapping[str, str] = field(default_factory=dict)
     config_files: tuple[ConfigFile, ...] = ()
+    # Files made by the program rather than rendered from configs/: container path -> content.
+    generated_files: Mapping[str, str] = field(default_factory=dict)
     host_mounts: tuple[HostMount, ...] = ()
     depends_on: tuple[str, ...] = ()
+    memory_mib: int = 0
+    # Every service runs as its image's own user; where that is root, the service says why.
+    healthcheck: Optional[Healthcheck] = None
 
     @property
     def data_dir(self) -> Optional[str]:
@@ -62,7 +84,7 @@ class Service:
 
 
 def declare_services(config: StackConfig) -> list[Service]:
-    images = config.images
+    images, memory = config.images, config.memory_mib
     return [
         Service(
             name="prometheus",
@@ -79,6 +101,8 @@ def declare_services(config: StackConfig) -> list[Service]:
                 "--web.enable-remote-write-receiver",
             ),
             config_files=(ConfigFile("prometheus.yaml", "/etc/prometheus/prometheus.yml"),),
+            memory_mib=memory["prometheus"],
+            healthcheck=_http_ok_with_wget("prometheus_http", "/-/ready"),  # image: busybox, runs as nobody
         ),
         Service(
             name="tempo",
@@ -87,12 +111,18 @@ def declare_services(config: StackConfig) -> list[Service]:
             config_files=(ConfigFile("tempo.yaml", "/etc/tempo/tempo.yaml"),),
             # The metrics-generator remote-writes to Prometheus from its first span.
             depends_on=("prometheus",),
+            memory_mib=memory["tempo"],
+            # Alpine, busybox wget. Tempo 2.3's image runs as root and owns /var/tempo as root (a
+            # non-root user, 10001, comes with 2.5): running it as another user could not write there.
+            healthcheck=_http_ok_with_wget("tempo_http", "/ready"),
         ),
         Service(
             name="loki",
             image=images["loki"],
             command=("-config.file=/etc/loki/loki.yaml",),
             config_files=(ConfigFile("loki.yaml", "/etc/loki/loki.yaml"),),
+            memory_mib=memory["loki"],
+            healthcheck=_http_ok_with_wget("loki_http", "/ready"),  # alpine; runs as 10001, owns /loki
         ),
         Service(
             name="otel-collector",
@@ -100,6 +130,9 @@ def declare_services(config: StackConfig) -> list[Service]:
             command=("--config=/etc/otelcol-contrib/config.yaml",),
             config_files=(ConfigFile("otel-collector.yaml", "/etc/otelcol-contrib/config.yaml"),),
             depends_on=("tempo",),
+            memory_mib=memory["otel-collector"],
+            # No health check: the image is FROM scratch (no shell, no wget), running as 10001.
+            # `python -m stack check` probes its health_check extension from the host instead.
         ),
         Service(
             name="alloy",
@@ -114,6 +147,14 @@ def declare_services(config: StackConfig) -> list[Service]:
             config_files=(ConfigFile("alloy.alloy", "/etc/alloy/config.alloy"),),
             host_mounts=(HostMount(config.log_dir, LOG_MOUNT, read_only=True),),
             depends_on=("loki",),
+            memory_mib=memory["alloy"],
+            # Ubuntu with bash but no curl or wget: ask /-/ready over bash's /dev/tcp. Alloy runs as
+            # root, as its image does: it must read whatever owner and mode the app's log files have.
+            healthcheck=Healthcheck((
+                "CMD", "bash", "-c",
+                f"exec 3<>/dev/tcp/127.0.0.1/{PORTS_BY_NAME['alloy_http'].internal} "
+                "&& printf 'GET /-/ready HTTP/1.0\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '",
+            )),
         ),
         Service(
             name="grafana",
@@ -129,6 +170,11 @@ def declare_services(config: StackConfig) -> list[Service]:
                 ConfigFile("grafana/datasources.yaml", "/etc/grafana/provisioning/datasources/trace-stack.yaml"),
                 ConfigFile("grafana/dashboards.yaml", "/etc/grafana/provisioning/dashboards/trace-stack.yaml"),
             ),
+            generated_files={f"{GRAFANA_DASHBOARDS_DIR}/{name}": content for name, content in rendered_dashboards().items()},
             depends_on=("prometheus", "tempo", "loki"),
+            memory_mib=memory["grafana"],
+            # Alpine with curl; runs as 472, which owns /var/lib/grafana.
+            healthcheck=Healthcheck(("CMD", "curl", "-fsS", "-o", "/dev/null",
+                                     f"http://127.0.0.1:{PORTS_BY_NAME['grafana_http'].internal}/api/health")),
         ),
     ]

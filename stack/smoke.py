@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import socket
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from .metric_names import prometheus_metric_name
 from .render import LOG_LABELS, PINO_LEVELS
 
 SMOKE_SERVICE = "trace-stack-smoke"
@@ -35,25 +35,6 @@ COUNTER = ("trace_stack.smoke.runs", "")
 HISTOGRAM = ("trace_stack.smoke.duration", "ms")
 LOG_FILE = "trace-stack-smoke.log"
 REQUIRED_OUTPUTS = ("otlp_http_endpoint", "tempo_url", "prometheus_url", "loki_url")
-
-# The collector 0.91 Prometheus exporter's unit words (pkg/translator/prometheus, normalize_name.go).
-_UNIT_WORDS = {"d": "days", "h": "hours", "min": "minutes", "s": "seconds", "ms": "milliseconds",
-               "us": "microseconds", "ns": "nanoseconds", "By": "bytes", "KiBy": "kibibytes",
-               "MiBy": "mebibytes", "GiBy": "gibibytes", "KBy": "kilobytes", "MBy": "megabytes",
-               "GBy": "gigabytes", "%": "percent"}
-
-
-def prometheus_metric_name(name: str, unit: str, monotonic_sum: bool = False) -> str:
-    """The name collector 0.91's Prometheus exporter gives an OTel metric (suffixes on, the default)."""
-    words = [word for word in re.split(r"[^a-zA-Z0-9]", name) if word]
-    unit_word = "" if "{" in unit else _UNIT_WORDS.get(unit, unit)
-    if unit_word and unit_word not in words:
-        words.append(unit_word)
-    if monotonic_sum:
-        words = [word for word in words if word != "total"] + ["total"]
-    joined = "_".join(words)
-    return f"_{joined}" if joined[:1].isdigit() else joined
-
 
 class HopFailed(Exception):
     def __init__(self, hop: str, reason: str):

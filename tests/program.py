@@ -31,6 +31,8 @@ class Declared:
 @dataclass
 class Program:
     resources: list[Declared] = field(default_factory=list)
+    # The ResourceOptions each resource was declared with, by (type token, name): mocks never see them.
+    options: dict[tuple[str, str], pulumi.ResourceOptions] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     error: Optional[BaseException] = None
 
@@ -74,14 +76,20 @@ def run_program(config: Optional[dict[str, Any]] = None, stack: str = "dev",
         [f"{PROJECT}:{key}" for key in secret_keys],
     )
 
-    original_export = pulumi.export
+    original_export, original_init = pulumi.export, pulumi.CustomResource.__init__
     pulumi.export = lambda name, value: program.outputs.__setitem__(name, value)
+
+    def recording_init(resource, t, name, props=None, opts=None, *args, **kwargs):
+        program.options[(t, name)] = opts or pulumi.ResourceOptions()
+        original_init(resource, t, name, props, opts, *args, **kwargs)
+
+    pulumi.CustomResource.__init__ = recording_init
     try:
         _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")))
     except pulumi.RunError as error:
         program.error = error
     finally:
-        pulumi.export = original_export
+        pulumi.export, pulumi.CustomResource.__init__ = original_export, original_init
     program.outputs = {name: _resolve(value) for name, value in program.outputs.items()}
     return program
 

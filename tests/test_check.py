@@ -10,7 +10,7 @@ import pytest
 
 from stack.outputs import OutputsError, parse_outputs
 from stack.render import LOG_LABELS, PINO_LEVELS
-from stack.smoke import prometheus_metric_name
+from stack.metric_names import prometheus_metric_name
 from tests.program import ROOT
 from tests.standins import (
     StandIn, Telemetry, collector_routes, grafana_health, loki_routes, prometheus_routes, ready_text, tempo_routes,

@@ -7,8 +7,10 @@ import yaml
 
 from stack.config import (
     DEFAULT_IMAGES,
+    DEFAULT_MEMORY_MIB,
     IMAGE_KEYS,
     KEYS,
+    MEMORY_KEYS,
     ConfigError,
     StackConfig,
     go_duration_seconds,
@@ -46,6 +48,7 @@ def test_pulumi_yaml_declares_every_key_with_the_models_default():
         "grafanaAdminPassword": "", "grafanaAnonymousEnabled": defaults.grafana_anonymous_enabled,
         "grafanaAnonymousRole": defaults.grafana_anonymous_role, "dockerHost": "",
         **{key: DEFAULT_IMAGES[service] for service, key in IMAGE_KEYS.items()},
+        **{key: DEFAULT_MEMORY_MIB[service] for service, key in MEMORY_KEYS.items()},
     }
     assert {key: spec["default"] for key, spec in declared.items()} == model_defaults
     for key, spec in declared.items():
@@ -100,6 +103,8 @@ BAD_VALUES = [
     ("dockerHost", "http://team-box:2375"),
     ("dockerHost", "team-box"),
     ("dockerHost", "ssh://"),
+    ("lokiMemoryMiB", "1g"),
+    ("otelCollectorMemoryMiB", "32"),
 ]
 
 

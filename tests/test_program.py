@@ -115,7 +115,7 @@ def test_every_command_reads_the_config_file_uploaded_for_it(default_stack):
         uploaded = {upload["file"] for upload in container.get("uploads", [])}
         assert uploaded, service
         if service == "grafana":
-            assert all(path.startswith("/etc/grafana/provisioning/") for path in uploaded)
+            assert all(path.startswith(("/etc/grafana/provisioning/", "/etc/grafana/dashboards/")) for path in uploaded)
             continue
         command = " ".join(container["command"])
         assert all(path in command for path in uploaded), service

@@ -1,0 +1,120 @@
+"""How the containers are run: health checks, memory, start order, what outlives a destroy."""
+
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from stack.component import go_duration
+from stack.config import DEFAULT_MEMORY_MIB, parse_settings
+from stack.services import declare_services
+from tests.program import run_program
+from tests.standins import StandIn, text
+
+GO_DURATION = re.compile(r"^(\d+h)?(\d+m)?\d+s$")
+
+
+@pytest.fixture(scope="module")
+def default_stack():
+    return run_program()
+
+
+def services_by_name(raw=None):
+    return {service.name: service for service in declare_services(parse_settings("dev", raw or {}))}
+
+
+def test_every_image_that_can_run_a_health_check_has_one(default_stack):
+    checks = {name: c.get("healthcheck") for name, c in default_stack.containers.items()}
+    assert checks["otel-collector"] is None  # FROM scratch: nothing in the image can run one
+    assert checks["prometheus"]["tests"] == ["CMD", "wget", "--spider", "-q", "http://127.0.0.1:9090/-/ready"]
+    assert checks["tempo"]["tests"] == ["CMD", "wget", "--spider", "-q", "http://127.0.0.1:3200/ready"]
+    assert checks["loki"]["tests"] == ["CMD", "wget", "--spider", "-q", "http://127.0.0.1:3100/ready"]
+    assert checks["grafana"]["tests"][:2] == ["CMD", "curl"]
+    assert checks["alloy"]["tests"][:3] == ["CMD", "bash", "-c"]
+
+
+def test_health_check_durations_are_written_as_the_provider_reads_them_back(default_stack):
+    for name, container in default_stack.containers.items():
+        check = container.get("healthcheck")
+        if check:
+            for key in ("interval", "timeout", "startPeriod"):
+                assert GO_DURATION.match(check[key]), (name, key, check[key])
+            assert check["retries"] == 3
+
+
+@pytest.mark.parametrize(("seconds", "printed"), [(10, "10s"), (60, "1m0s"), (90, "1m30s"), (3600, "1h0m0s"),
+                                                  (3725, "1h2m5s"), (0, "0s")])
+def test_go_duration_prints_as_go_does(seconds, printed):
+    assert go_duration(seconds) == printed
+
+
+def test_a_changed_health_check_replaces_the_container(default_stack):
+    for name in default_stack.containers:
+        options = default_stack.options[("docker:index/container:Container", name)]
+        assert options.replace_on_changes == ["healthcheck"]
+
+
+def test_memory_is_limited_with_no_swap_beyond_it(default_stack):
+    for name, container in default_stack.containers.items():
+        assert container["memory"] == container["memorySwap"] == DEFAULT_MEMORY_MIB[name]
+    assert sum(DEFAULT_MEMORY_MIB.values()) <= 4096  # one stack fits beside a laptop's other work
+
+
+def test_a_memory_setting_reaches_its_container_and_the_collectors_limiter():
+    program = run_program({"otelCollectorMemoryMiB": 1000, "lokiMemoryMiB": 2048})
+    assert program.containers["otel-collector"]["memory"] == 1000
+    assert program.containers["loki"]["memorySwap"] == 2048
+    [config] = [u["content"] for u in program.containers["otel-collector"]["uploads"]]
+    limiter = yaml.safe_load(config)["processors"]["memory_limiter"]
+    assert (limiter["limit_mib"], limiter["spike_limit_mib"]) == (800, 160)
+
+
+def test_the_collectors_limiter_stays_inside_its_container_by_default(default_stack):
+    [config] = [u["content"] for u in default_stack.containers["otel-collector"]["uploads"]]
+    limiter = yaml.safe_load(config)["processors"]["memory_limiter"]
+    assert limiter["limit_mib"] < DEFAULT_MEMORY_MIB["otel-collector"] and limiter["spike_limit_mib"] < limiter["limit_mib"]
+
+
+def test_start_order_follows_what_each_service_needs(default_stack):
+    def depends(name):
+        options = default_stack.options[("docker:index/container:Container", name)]
+        return sorted(dependency._name for dependency in options.depends_on)
+
+    assert depends("grafana") == ["loki", "prometheus", "tempo"]
+    assert depends("otel-collector") == ["tempo"]
+    assert depends("tempo") == ["prometheus"]
+    assert depends("alloy") == ["loki"]
+
+
+def test_data_volumes_outlive_a_destroy_and_the_network_is_replaced_delete_first(default_stack):
+    for volume in default_stack.of_type("volume:Volume"):
+        assert default_stack.options[("docker:index/volume:Volume", volume.name)].retain_on_delete is True
+    assert default_stack.options[("docker:index/network:Network", "network")].delete_before_replace is True
+
+
+def test_no_container_overrides_its_images_user(default_stack):
+    # Grafana 472, Prometheus nobody, Loki and the collector 10001 as their images run them;
+    # Tempo 2.3 and Alloy run as root, as their images do (stack/services.py says why).
+    assert all("user" not in container for container in default_stack.containers.values())
+
+
+# --- the health checks' commands, run for real against stand-ins --------------------------------
+
+
+def run_check_command(test, port, status):
+    """Run a container health check's command here, pointed at a stand-in answering `status`."""
+    stand_in = StandIn({r"/.*": (lambda p, q, b: text(status, "ok" if status == 200 else "starting"))})
+    try:
+        command = [part.replace(":" + str(port), ":" + stand_in.url.rsplit(":", 1)[1])
+                         .replace(f"/{port} ", "/" + stand_in.url.rsplit(":", 1)[1] + " ") for part in test[1:]]
+        return subprocess.run(command, capture_output=True, timeout=10).returncode
+    finally:
+        stand_in.close()
+
+
+@pytest.mark.parametrize(("service", "port"), [("alloy", 12345), ("grafana", 3000), ("loki", 3100)])
+def test_health_check_commands_pass_on_200_and_fail_otherwise(service, port):
+    test = services_by_name()[service].healthcheck.test
+    assert run_check_command(test, port, 200) == 0
+    assert run_check_command(test, port, 503) != 0

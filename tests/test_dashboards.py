@@ -1,0 +1,105 @@
+"""The provisioned dashboards: what they show, and every query parsed by a real Prometheus."""
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+import yaml
+
+from stack.grafana import APP_METRICS
+from stack.services import GRAFANA_DASHBOARDS_DIR
+from tests.program import run_program
+from tests.tools import prometheus_server
+
+# What Grafana puts in place of its variables before a query reaches Prometheus.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "30s", "$__range": "1h"}
+
+
+@pytest.fixture(scope="module")
+def grafana_files():
+    program = run_program()
+    return {upload["file"]: upload["content"] for upload in program.containers["grafana"]["uploads"]}
+
+
+@pytest.fixture(scope="module")
+def dashboards(grafana_files):
+    return {json.loads(content)["uid"]: json.loads(content)
+            for path, content in grafana_files.items() if path.startswith(GRAFANA_DASHBOARDS_DIR + "/")}
+
+
+def panels(dashboard):
+    return [panel for panel in dashboard["panels"] if panel["type"] != "row"]
+
+
+def targets(dashboards):
+    return [(uid, panel["title"], target["expr"]) for uid, dashboard in dashboards.items()
+            for panel in panels(dashboard) for target in panel["targets"]]
+
+
+def test_two_dashboards_are_provisioned_into_the_providers_folder(dashboards, grafana_files):
+    assert set(dashboards) == {"trace-stack-app", "trace-stack-health"}
+    provider = yaml.safe_load(grafana_files["/etc/grafana/provisioning/dashboards/trace-stack.yaml"])["providers"][0]
+    assert provider["options"]["path"] == GRAFANA_DASHBOARDS_DIR and provider["folder"] == "trace-stack"
+
+
+def test_the_app_overview_has_a_row_for_each_part_of_the_app(dashboards):
+    rows = [panel["title"] for panel in dashboards["trace-stack-app"]["panels"] if panel["type"] == "row"]
+    assert rows == ["LLM", "Tools", "Database", "HTTP", "Process"]
+
+
+def test_latency_panels_show_p50_p95_p99_with_exemplars(dashboards):
+    latency = [p for p in panels(dashboards["trace-stack-app"]) if p["fieldConfig"]["defaults"].get("unit") == "ms"]
+    assert [p["title"] for p in latency] == ["LLM latency", "Tool duration", "Query duration", "Request latency"]
+    for panel in latency:
+        assert [t["expr"].split(",")[0] for t in panel["targets"]] == [
+            "histogram_quantile(0.5", "histogram_quantile(0.95", "histogram_quantile(0.99"]
+        assert all(target["exemplar"] is True for target in panel["targets"])
+
+
+def test_queries_use_the_names_the_collector_exports(dashboards):
+    exprs = " ".join(expr for _, _, expr in targets(dashboards))
+    for series in ("llm_invocation_count_total", "llm_invocation_duration_milliseconds_bucket",
+                   "llm_token_count_total", "tool_invocation_count_total", "tool_execution_duration_milliseconds_bucket",
+                   "db_query_duration_milliseconds_bucket", "db_query_count_total", "db_slow_query_count_total",
+                   "http_server_duration_milliseconds_count", "http_server_duration_milliseconds_bucket"):
+        assert series in exprs
+    assert {metric.series for metric in APP_METRICS.values()} <= {
+        name.removesuffix("_bucket").removesuffix("_count") for name in exprs.replace("(", " ").replace("{", " ").replace("[", " ").split()}
+
+
+def test_every_panel_uses_a_provisioned_datasource(dashboards, grafana_files):
+    provisioned = {source["uid"] for source in yaml.safe_load(
+        grafana_files["/etc/grafana/provisioning/datasources/trace-stack.yaml"])["datasources"]}
+    for dashboard in dashboards.values():
+        for panel in panels(dashboard):
+            assert panel["datasource"]["uid"] in provisioned, panel["title"]
+
+
+def test_panel_ids_are_unique(dashboards):
+    for dashboard in dashboards.values():
+        ids = [panel["id"] for panel in dashboard["panels"]]
+        assert len(ids) == len(set(ids))
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory):
+    with prometheus_server(tmp_path_factory.mktemp("prometheus")) as url:
+        yield url
+
+
+def test_every_query_is_valid_promql_to_a_real_prometheus(dashboards, prometheus):
+    checked = 0
+    for uid, title, expr in targets(dashboards):
+        for variable, value in GRAFANA_VARIABLES.items():
+            expr = expr.replace(variable, value)
+        assert "$" not in expr, (uid, title, expr)
+        url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                assert json.load(response)["status"] == "success"
+        except urllib.error.HTTPError as refused:
+            pytest.fail(f"{uid} / {title}: Prometheus refused {expr!r}: {refused.read().decode()}")
+        checked += 1
+    assert checked >= 30
