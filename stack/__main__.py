@@ -1,4 +1,4 @@
-"""trace-stack's commands: `python -m stack check` (see --help)."""
+"""trace-stack's commands: up, check, drift, down, logs (`python -m stack --help`)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ from typing import Optional
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from pulumi import automation as auto
+
+from . import lifecycle, logs
 from .check import PROBES, REQUIRED_OUTPUTS, CheckOptions, Result, check
-from .config import StackConfig
+from .config import ConfigError, StackConfig
 from .outputs import OutputsError, read_outputs
+from .preflight import PreflightError, preflight
 from .smoke import REQUIRED_OUTPUTS as SMOKE_OUTPUTS
 from .smoke import Hop, HopFailed, follow, send_telemetry, write_log_line
 
@@ -24,6 +28,17 @@ EXIT_OK, EXIT_FAILED, EXIT_CANNOT_TELL = 0, 1, 2
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack", description="trace-stack's commands.")
     commands = parser.add_subparsers(dest="command", required=True)
+    default_log_dir = StackConfig(stack="").log_dir
+
+    up_parser = commands.add_parser("up", help="bring your stack up, check it, and print its URLs",
+                                    description="Create or select the stack, check what would stop it, deploy it "
+                                                "with `pulumi up`, then check every service is ready.")
+    up_parser.add_argument("--stack", default=lifecycle.default_stack_name(),
+                           help="the stack (default: your login name, %(default)s)")
+    up_parser.add_argument("--create-log-dir", action="store_true", help="create logDir if it is missing, without asking")
+    up_parser.add_argument("--timeout", type=float, default=180.0, metavar="SECONDS",
+                           help="how long the post-deploy check waits for services (default 180)")
+
     check_parser = commands.add_parser(
         "check", help="prove a deployed stack is ready: every service's readiness endpoint, probed at once",
         description="Probe every service's readiness endpoint at once, waiting for those still starting. "
@@ -38,46 +53,172 @@ def main(argv: Optional[list[str]] = None) -> int:
     check_parser.add_argument("--json", action="store_true", help="print the results as JSON")
     check_parser.add_argument("--smoke", action="store_true",
                               help="then send a trace, metrics and a log line and wait for each to arrive")
-    check_parser.add_argument("--log-dir", default=StackConfig(stack="").log_dir,
+    check_parser.add_argument("--log-dir", default=default_log_dir,
                               help="the stack's logDir, where --smoke appends its log line (default %(default)s)")
+
+    drift_parser = commands.add_parser(
+        "drift", help="show how the running containers differ from the program",
+        description="Refresh the stack from the Docker engine and preview it against the program "
+                    "(pulumi preview --refresh --expect-no-changes --json). Exit 0: no drift, 1: drift, 2: could not tell.")
+    drift_parser.add_argument("--stack", default=lifecycle.default_stack_name(), help="the stack (default %(default)s)")
+    drift_parser.add_argument("--json", action="store_true", help="print the differences as JSON")
+
+    down_parser = commands.add_parser("down", help="remove your stack's containers and network; the data stays",
+                                      description="Destroy the stack's containers and network. Its data volumes "
+                                                  "are kept unless --delete-data is given.")
+    down_parser.add_argument("--stack", default=lifecycle.default_stack_name(), help="the stack (default %(default)s)")
+    down_parser.add_argument("--delete-data", action="store_true", help="remove the data volumes too")
+
+    logs_parser = commands.add_parser("logs", help="pipe the app's tmux pane into logDir for Alloy (attach, detach, status)",
+                                      description="The seed's tmux pipe-pane recipe: the app's output appended to "
+                                                  "logDir/api.log, which Alloy tails.")
+    logs_parser.add_argument("action", choices=("attach", "detach", "status"))
+    logs_parser.add_argument("--session", default="refly-api", help="the app's tmux session (default %(default)s)")
+    logs_parser.add_argument("--log-dir", default=default_log_dir, help="the stack's logDir (default %(default)s)")
+
     args = parser.parse_args(argv)
-    return run_check(args)
+    return {"up": run_up, "check": run_check, "drift": run_drift, "down": run_down, "logs": run_logs}[args.command](args)
 
 
 def run_check(args: argparse.Namespace) -> int:
-    out = Console(highlight=False, soft_wrap=True)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out, err = _consoles()
     required = REQUIRED_OUTPUTS + (SMOKE_OUTPUTS if args.smoke else ())
     try:
         outputs = read_outputs(tuple(dict.fromkeys(required)), outputs_file=args.outputs, stack=args.stack)
     except OutputsError as error:
         err.print(f"check: {error}")
         return EXIT_CANNOT_TELL
+    return _check_outputs(outputs, args, out, err)
 
-    results = _probe_with_progress(outputs, CheckOptions(timeout=args.timeout, down_after=args.down_after), err)
+
+def _consoles() -> tuple[Console, Console]:
+    return Console(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _check_outputs(outputs: dict[str, str], args: argparse.Namespace, out: Console, err: Console) -> int:
+    options = CheckOptions(timeout=args.timeout, down_after=getattr(args, "down_after", 5.0))
+    results = _probe_with_progress(outputs, options, err)
     report: dict = {"services": [vars(result) for result in results]}
     ready = all(result.ready for result in results)
-    if not args.json:
+    as_json = getattr(args, "json", False)
+    if not as_json:
         for result in results:
             out.print(result.line())
         if not ready:
             failed = ", ".join(result.service for result in results if not result.ready)
             err.print(f"check: not ready: {failed}")
 
-    if ready and args.smoke:
+    if ready and getattr(args, "smoke", False):
         hops = _smoke(outputs, args, err)
         report["hops"] = [vars(hop) for hop in hops]
-        if not args.json:
+        if not as_json:
             for hop in hops:
                 out.print(hop.line())
         missing = [hop.name for hop in hops if not hop.arrived]
         if missing:
             ready = False
-            if not args.json:
+            if not as_json:
                 err.print(f"check: never arrived: {', '.join(missing)}")
-    if args.json:
+    if as_json:
         out.print_json(json.dumps({**report, "ok": ready}))
     return EXIT_OK if ready else EXIT_FAILED
+
+
+def run_up(args: argparse.Namespace) -> int:
+    out, err = _consoles()
+
+    def ask(question: str) -> bool:
+        if args.create_log_dir:
+            return True
+        return sys.stdin.isatty() and input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+    try:
+        stack = lifecycle.open_stack(args.stack, create=True)
+        settings = lifecycle.stack_settings(stack)
+        preflight(settings, ask)
+    except (PreflightError, ConfigError) as error:
+        err.print(f"up: {error}")
+        return EXIT_CANNOT_TELL
+    try:
+        outputs = lifecycle.up(stack, on_output=lambda line: out.print(line, markup=False))
+    except auto.CommandError as error:
+        err.print(f"up: `pulumi up` failed for stack {args.stack}; its output is above ({_last_line(error)})")
+        return EXIT_FAILED
+    status = _check_outputs(outputs, args, out, err)
+    out.print(f"\nstack {args.stack}:")
+    for name, url in outputs.items():
+        out.print(f"  {name:<22} {url}")
+    return status
+
+
+def run_drift(args: argparse.Namespace) -> int:
+    out, err = _consoles()
+    try:
+        stack = lifecycle.open_stack(args.stack, create=False)
+        with err.status(f"refreshing stack {args.stack} from the engine and previewing it", spinner="dots"):
+            drifted = lifecycle.drift(stack)
+    except PreflightError as error:
+        err.print(f"drift: {error}")
+        return EXIT_CANNOT_TELL
+    except auto.StackNotFoundError:
+        err.print(f"drift: no stack named {args.stack!r} (bring it up first: python -m stack up --stack {args.stack})")
+        return EXIT_CANNOT_TELL
+    except lifecycle.DriftParseError as error:
+        err.print(f"drift: could not tell: {error}")
+        return EXIT_CANNOT_TELL
+    if args.json:
+        out.print_json(json.dumps({"stack": args.stack, "drift": [
+            {"urn": d.urn, "op": d.op, "properties": d.properties, "summary": d.line()} for d in drifted]}))
+    elif drifted:
+        out.print(f"stack {args.stack} has drifted from the program:")
+        for resource in drifted:
+            out.print(f"  {resource.line()}", markup=False)
+        out.print("`python -m stack up` puts it back.")
+    else:
+        out.print(f"stack {args.stack}: no drift; the running containers match the program")
+    return EXIT_FAILED if drifted else EXIT_OK
+
+
+def run_down(args: argparse.Namespace) -> int:
+    out, err = _consoles()
+    try:
+        stack = lifecycle.open_stack(args.stack, create=False)
+        settings = lifecycle.stack_settings(stack)
+        volumes, failure = lifecycle.down(stack, settings, args.delete_data,
+                                          on_output=lambda line: out.print(line, markup=False))
+    except (PreflightError, ConfigError) as error:
+        err.print(f"down: {error}")
+        return EXIT_CANNOT_TELL
+    except auto.StackNotFoundError:
+        err.print(f"down: no stack named {args.stack!r}")
+        return EXIT_CANNOT_TELL
+    except auto.CommandError as error:
+        err.print(f"down: `pulumi destroy` failed for stack {args.stack}; its output is above ({_last_line(error)})")
+        return EXIT_FAILED
+    if failure:
+        err.print(f"down: the containers are gone, but removing the data volumes failed: {failure}")
+        return EXIT_FAILED
+    if args.delete_data:
+        out.print(f"removed the data volumes: {', '.join(volumes)}")
+    else:
+        out.print(f"kept the data volumes (remove them with `down --delete-data`): {', '.join(volumes)}")
+    return EXIT_OK
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    out, err = _consoles()
+    action = {"attach": logs.attach, "detach": logs.detach, "status": logs.status}[args.action]
+    try:
+        out.print(action(args.session, args.log_dir).line(), markup=False)
+    except logs.LogsError as error:
+        err.print(f"logs: {error}")
+        return EXIT_CANNOT_TELL
+    return EXIT_OK
+
+
+def _last_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.strip().startswith(("code:", "stdout:", "stderr:"))]
+    return lines[-1] if lines else "no message"
 
 
 def _probe_with_progress(outputs: dict[str, str], options: CheckOptions, console: Console) -> list[Result]:

@@ -43,7 +43,7 @@ def go_tool(name: str) -> Path:
     binary = CACHE / f"{name}-{digest.hexdigest()[:16]}"
     if not binary.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        partial = binary.with_suffix(".partial")
+        partial = binary.with_suffix(f".partial-{os.getpid()}")  # test workers may build at once
         build = subprocess.run([go, "build", "-o", str(partial), "."], cwd=source, capture_output=True, text=True)
         if build.returncode != 0:
             pytest.fail(f"building tools/{name} failed:\n{build.stderr}")

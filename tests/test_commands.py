@@ -1,0 +1,321 @@
+"""up, drift, down and logs: the exact CLI calls (against a recording fake `pulumi`), the drift
+parser, preflight against real sockets and a real docker CLI, and logs against a real tmux."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stack.drift import DriftParseError, parse_preview
+from tests.program import ROOT
+from tests.standins import StandIn, grafana_health, ready_text
+from tests.tools import free_port
+
+URN = "urn:pulumi:alice::trace-stack::trace-stack:index:TraceStack$docker:index/container:Container::"
+STACK_URN = "urn:pulumi:alice::trace-stack::pulumi:pulumi:Stack::trace-stack-alice"
+
+
+def step(op, name, kind="container:Container", **fields):
+    urn = URN.replace("container:Container", kind) + name
+    return {"op": op, "urn": urn, "provider": "", **fields}
+
+
+NO_CHANGES = {"steps": [{"op": "same", "urn": STACK_URN}, step("same", "grafana"), step("same", "loki")],
+              "changeSummary": {"same": 3}, "duration": 1000000}
+UPDATED = {"steps": [step("update", "prometheus", diffReasons=["memory"],
+                          detailedDiff={"memory": {"kind": "update", "inputDiff": False}})],
+           "changeSummary": {"update": 1}}
+REPLACED = {"steps": [
+    step("replace", "tempo", replaceReasons=["uploads"], diffReasons=["uploads"],
+         detailedDiff={"uploads[0].content": {"kind": "update-replace", "inputDiff": True}}),
+    step("delete-replaced", "tempo", replaceReasons=["uploads"]),
+    step("create-replacement", "tempo", replaceReasons=["uploads"]),
+    step("replace", "grafana", replaceReasons=["image"], diffReasons=["image"]),
+], "changeSummary": {"replace": 2}}
+CREATED_AND_DELETED = {"steps": [step("create", "alloy"), step("delete", "old-dashboard-sidecar")],
+                       "changeSummary": {"create": 1, "delete": 1}}
+
+
+# --- the drift parser ---------------------------------------------------------------------------
+
+
+def test_no_changes_is_no_drift():
+    assert parse_preview(json.dumps(NO_CHANGES)) == []
+
+
+def test_an_update_names_the_property_that_differs():
+    [drift] = parse_preview(json.dumps(UPDATED))
+    assert (drift.op, drift.name, drift.properties) == ("update", "prometheus", ["memory"])
+    assert drift.line() == "update   docker:index/container:Container prometheus: its memory limit changed"
+
+
+def test_a_replacement_is_one_entry_per_resource_with_its_reason():
+    drifts = {d.name: d for d in parse_preview(json.dumps(REPLACED))}
+    assert set(drifts) == {"tempo", "grafana"} and {d.op for d in drifts.values()} == {"replace"}
+    assert "a config file the container reads changed" in drifts["tempo"].line()
+    assert "the image changed" in drifts["grafana"].line()
+
+
+def test_a_create_and_a_delete():
+    drifts = {d.name: d for d in parse_preview(json.dumps(CREATED_AND_DELETED))}
+    assert drifts["alloy"].op == "create" and "removed outside Pulumi" in drifts["alloy"].line()
+    assert drifts["old-dashboard-sidecar"].op == "delete"
+
+
+@pytest.mark.parametrize("text", ["", "Previewing update (alice):", '{"steps": 3}',
+                                  '{"diagnostics": [{"severity": "error", "message": "docker unreachable"}]}'])
+def test_output_that_is_no_preview_digest_cannot_tell(text):
+    with pytest.raises(DriftParseError):
+        parse_preview(text)
+
+
+# --- commands against the fake CLI --------------------------------------------------------------
+
+
+class Cli:
+    """A PATH with the fake `pulumi` (and optionally a fake `docker`), and the calls they record."""
+
+    def __init__(self, tmp_path: Path, **spec):
+        self.bin = tmp_path / "bin"
+        self.bin.mkdir()
+        self.log = tmp_path / "calls.jsonl"
+        self.spec_path = tmp_path / "fake.json"
+        self.spec = {"log": str(self.log), "stacks": ["alice"], "config": {}, "outputs": {}, "preview": NO_CHANGES,
+                     **spec}
+        self.spec_path.write_text(json.dumps(self.spec))
+        self._script("pulumi", f'exec {sys.executable} {ROOT / "tests" / "fake_pulumi.py"} "$@"')
+        self.env = {**os.environ, "PATH": f"{self.bin}:{os.environ['PATH']}", "FAKE_PULUMI": str(self.spec_path),
+                    "TMUX_TMPDIR": str(tmp_path)}
+        for variable in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "DOCKER_HOST"):
+            self.env.pop(variable, None)
+
+    def _script(self, name, body):
+        path = self.bin / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+
+    def fake_docker(self, tmp_path):
+        calls = tmp_path / "docker-calls"
+        self._script("docker", f'echo "$@" >> {calls}\ncase "$1" in version) echo 28.2.2;; esac')
+        return calls
+
+    def run(self, *args, timeout=60):
+        return subprocess.run([sys.executable, "-m", "stack", *args], cwd=ROOT, env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def calls(self):
+        return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
+
+    def call(self, command):
+        matches = [c for c in self.calls() if c["args"][:len(command)] == command]
+        assert matches, f"no `pulumi {' '.join(command)}` among {[c['args'] for c in self.calls()]}"
+        return matches[-1]
+
+
+def test_drift_runs_a_refreshing_preview_that_expects_no_changes(tmp_path):
+    cli = Cli(tmp_path)
+    result = cli.run("drift", "--stack", "alice")
+    assert result.returncode == 0, result.stderr
+    assert "stack alice: no drift" in result.stdout
+    preview = cli.call(["preview"])["args"]
+    for flag in ("--refresh", "--expect-no-changes", "--json"):
+        assert flag in preview
+    assert preview[-2:] == ["--stack", "alice"]
+    assert cli.call(["stack", "select"])["args"][:4] == ["stack", "select", "--stack", "alice"]
+    assert all(call["passphrase"] == "" for call in cli.calls())
+
+
+def test_drift_exits_1_and_names_each_difference(tmp_path):
+    cli = Cli(tmp_path, preview=REPLACED, preview_exit=255)
+    result = cli.run("drift", "--stack", "alice")
+    assert result.returncode == 1, result.stderr
+    assert "replace  docker:index/container:Container tempo: a config file the container reads changed" in result.stdout
+    report = json.loads(cli.run("drift", "--stack", "alice", "--json").stdout)
+    assert {entry["op"] for entry in report["drift"]} == {"replace"}
+
+
+def test_drift_that_cannot_be_read_exits_2(tmp_path):
+    cli = Cli(tmp_path, preview=None, preview_exit=255)
+    result = cli.run("drift", "--stack", "alice")
+    assert result.returncode == 2 and result.stderr.startswith("drift: could not tell")
+
+
+def test_drift_of_a_stack_that_does_not_exist_exits_2(tmp_path):
+    result = Cli(tmp_path).run("drift", "--stack", "nobody")
+    assert result.returncode == 2
+    assert "no stack named 'nobody'" in result.stderr
+
+
+@pytest.fixture
+def healthy_outputs(tmp_path):
+    stand_ins = [StandIn({"/api/health": grafana_health()}), StandIn({"/-/ready": ready_text()}),
+                 StandIn({"/ready": ready_text()}), StandIn({"/ready": ready_text()}), StandIn({"/": ready_text()}),
+                 StandIn({"/-/ready": ready_text()})]
+    names = ("grafana_url", "prometheus_url", "tempo_url", "loki_url", "collector_health_url", "alloy_url")
+    yield {name: stand_in.url + ("/" if name == "collector_health_url" else "") for name, stand_in in zip(names, stand_ins)}
+    for stand_in in stand_ins:
+        stand_in.close()
+
+
+def stack_config(tmp_path, **extra):
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir(exist_ok=True)
+    values = {"trace-stack:logDir": str(log_dir), "trace-stack:portOffset": "21000", **extra}
+    return {key: {"value": value, "secret": False} for key, value in values.items()}
+
+
+def test_up_selects_the_stack_deploys_checks_and_prints_the_urls(tmp_path, healthy_outputs):
+    cli = Cli(tmp_path, config=stack_config(tmp_path), outputs=healthy_outputs)
+    docker_calls = cli.fake_docker(tmp_path)
+    result = cli.run("up", "--stack", "alice", "--timeout", "20")
+    assert result.returncode == 0, result.stdout + result.stderr
+    commands = [call["args"] for call in cli.calls() if call["args"] != ["version"]]
+    assert commands[0][:4] == ["stack", "select", "--stack", "alice"]
+    assert [c[0] for c in commands].index("install") < [c[0] for c in commands].index("up")
+    up = cli.call(["up"])["args"]
+    assert up[:3] == ["up", "--yes", "--skip-preview"] and up[-2:] == ["--stack", "alice"]
+    assert "version --format {{.Server.Version}}" in docker_calls.read_text()
+    assert all(call["passphrase"] == "" for call in cli.calls())
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("grafana ") and " ready " in line for line in lines)
+    assert f"  grafana_url            {healthy_outputs['grafana_url']}" in lines
+
+
+def test_up_creates_a_stack_that_does_not_exist(tmp_path, healthy_outputs):
+    cli = Cli(tmp_path, stacks=[], config=stack_config(tmp_path), outputs=healthy_outputs)
+    cli.fake_docker(tmp_path)
+    assert cli.run("up", "--stack", "bob", "--timeout", "20").returncode == 0
+    assert cli.call(["stack", "init"])["args"][:3] == ["stack", "init", "bob"]
+
+
+def test_up_keeps_a_passphrase_the_user_set(tmp_path, healthy_outputs):
+    cli = Cli(tmp_path, config=stack_config(tmp_path), outputs=healthy_outputs)
+    cli.fake_docker(tmp_path)
+    cli.env["PULUMI_CONFIG_PASSPHRASE"] = "hunter2"
+    cli.run("up", "--stack", "alice", "--timeout", "20")
+    assert {call["passphrase"] for call in cli.calls()} == {"hunter2"}
+
+
+def test_up_refuses_a_bad_setting_before_deploying(tmp_path):
+    cli = Cli(tmp_path, config=stack_config(tmp_path, **{"trace-stack:tempoRetention": "7d"}))
+    cli.fake_docker(tmp_path)
+    result = cli.run("up", "--stack", "alice")
+    assert result.returncode == 2 and "trace-stack:tempoRetention = '7d'" in result.stderr
+    assert not [c for c in cli.calls() if c["args"][0] == "up"]
+
+
+def test_preflight_without_the_pulumi_cli(tmp_path):
+    cli = Cli(tmp_path)
+    (cli.bin / "pulumi").unlink()
+    cli.env["PATH"] = f"{cli.bin}:/usr/bin:/bin"
+    result = cli.run("up", "--stack", "alice")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "up: the pulumi CLI is not installed: install it with: curl -fsSL https://get.pulumi.com | sh"
+
+
+def test_preflight_with_the_docker_engine_unreachable(tmp_path):
+    cli = Cli(tmp_path, config=stack_config(tmp_path))
+    cli.env["DOCKER_HOST"] = f"tcp://127.0.0.1:{free_port()}"  # the real docker CLI, nothing listening
+    result = cli.run("up", "--stack", "alice")
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"up: the Docker engine at {cli.env['DOCKER_HOST']} is unreachable")
+    assert not [c for c in cli.calls() if c["args"][0] == "up"]
+
+
+def test_preflight_with_a_host_port_taken(tmp_path):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        taken = listener.getsockname()[1]
+        offset = taken - 33000  # grafana's host port lands on the taken one
+        cli = Cli(tmp_path, config=stack_config(tmp_path, **{"trace-stack:portOffset": str(offset)}))
+        cli.fake_docker(tmp_path)
+        result = cli.run("up", "--stack", "alice")
+    if not -12344 <= offset <= 26445:
+        pytest.skip("the free port the OS gave cannot be reached by a portOffset")
+    assert result.returncode == 2
+    assert f"grafana_http {taken}" in result.stderr and "portOffset" in result.stderr
+
+
+def test_preflight_with_log_dir_missing_offers_to_create_it(tmp_path, healthy_outputs):
+    missing = tmp_path / "no" / "such" / "dir"
+    cli = Cli(tmp_path, config=stack_config(tmp_path, **{"trace-stack:logDir": str(missing)}), outputs=healthy_outputs)
+    cli.fake_docker(tmp_path)
+    result = cli.run("up", "--stack", "alice")
+    assert result.returncode == 2 and f"logDir {missing} does not exist" in result.stderr
+    assert cli.run("up", "--stack", "alice", "--create-log-dir", "--timeout", "20").returncode == 0
+    assert missing.is_dir()
+
+
+def test_down_keeps_the_data_and_says_so(tmp_path):
+    cli = Cli(tmp_path, config=stack_config(tmp_path))
+    docker_calls = cli.fake_docker(tmp_path)
+    result = cli.run("down", "--stack", "alice")
+    assert result.returncode == 0, result.stderr
+    assert cli.call(["destroy"])["args"][-2:] == ["--stack", "alice"]
+    assert "kept the data volumes" in result.stdout and "trace-stack-alice-prometheus-data" in result.stdout
+    assert not docker_calls.exists()
+
+
+def test_down_delete_data_removes_the_volumes(tmp_path):
+    cli = Cli(tmp_path, config=stack_config(tmp_path))
+    docker_calls = cli.fake_docker(tmp_path)
+    result = cli.run("down", "--stack", "alice", "--delete-data")
+    assert result.returncode == 0, result.stderr
+    assert docker_calls.read_text().split() == ["volume", "rm"] + [
+        f"trace-stack-alice-{s}-data" for s in ("grafana", "prometheus", "tempo", "loki", "alloy")]
+
+
+# --- logs against a real tmux -------------------------------------------------------------------
+
+
+@pytest.fixture
+def tmux_session(tmp_path):
+    env = {**os.environ, "TMUX_TMPDIR": str(tmp_path)}
+    env.pop("TMUX", None)
+    subprocess.run(["tmux", "new-session", "-d", "-s", "refly-api", "-x", "120", "-y", "20", "sh"], env=env, check=True)
+    yield env
+    subprocess.run(["tmux", "kill-server"], env=env)
+
+
+def logs(tmp_path, env, *args):
+    return subprocess.run([sys.executable, "-m", "stack", "logs", *args, "--log-dir", str(tmp_path / "logs")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_logs_attach_pipes_the_session_into_the_log_dir(tmp_path, tmux_session):
+    result = logs(tmp_path, tmux_session, "attach")
+    assert result.returncode == 0, result.stderr
+    assert "pipe-pane attached" in result.stdout
+    line = json.dumps({"level": 30, "time": int(time.time() * 1000), "msg": "hello"})
+    subprocess.run(["tmux", "send-keys", "-t", "refly-api", f"echo '{line}'", "Enter"], env=tmux_session, check=True)
+    log_file = tmp_path / "logs" / "api.log"
+    deadline = time.monotonic() + 10
+    while line not in (log_file.read_text() if log_file.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert line in log_file.read_text()
+    status = logs(tmp_path, tmux_session, "status").stdout
+    assert "pipe-pane attached" in status and "bytes, last line" in status
+    assert logs(tmp_path, tmux_session, "attach").returncode == 0  # twice is still one pipe
+
+    assert "pipe-pane not attached" in logs(tmp_path, tmux_session, "detach").stdout
+
+
+def test_logs_without_the_session_or_tmux(tmp_path, tmux_session):
+    result = logs(tmp_path, tmux_session, "status", "--session", "other-app")
+    assert result.returncode == 2 and "no tmux session named 'other-app'" in result.stderr
+    no_tmux = {**tmux_session, "PATH": str(tmp_path)}
+    result = logs(tmp_path, no_tmux, "attach")
+    assert result.returncode == 2 and result.stderr.startswith("logs: tmux is not installed")
+
+
+def test_every_command_has_a_one_line_help():
+    result = subprocess.run([sys.executable, "-m", "stack", "--help"], cwd=ROOT, capture_output=True, text=True)
+    for command in ("up", "check", "drift", "down", "logs"):
+        assert any(line.strip().startswith(command + " ") for line in result.stdout.splitlines()), command
