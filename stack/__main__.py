@@ -17,6 +17,7 @@ from pulumi import automation as auto
 from . import lifecycle, logs
 from .check import PROBES, REQUIRED_OUTPUTS, CheckOptions, Result, check
 from .config import ConfigError, StackConfig
+from .drift import DriftParseError
 from .outputs import OutputsError, read_outputs
 from .preflight import PreflightError, preflight
 from .smoke import REQUIRED_OUTPUTS as SMOKE_OUTPUTS
@@ -163,7 +164,7 @@ def run_drift(args: argparse.Namespace) -> int:
     except auto.StackNotFoundError:
         err.print(f"drift: no stack named {args.stack!r} (bring it up first: python -m stack up --stack {args.stack})")
         return EXIT_CANNOT_TELL
-    except lifecycle.DriftParseError as error:
+    except DriftParseError as error:
         err.print(f"drift: could not tell: {error}")
         return EXIT_CANNOT_TELL
     if args.json:

@@ -11,7 +11,7 @@ from pulumi import automation as auto
 
 from .component import docker_name
 from .config import PASSWORD_KEY, PROJECT, StackConfig, parse_settings
-from .drift import DriftParseError, ResourceDrift, parse_preview
+from .drift import ResourceDrift, parse_preview
 from .preflight import docker, require_pulumi
 from .services import DATA_DIRS
 
