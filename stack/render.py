@@ -60,6 +60,9 @@ def template_values(config: StackConfig) -> dict[str, Any]:
     collector_limit = int(config.memory_mib["otel-collector"] * COLLECTOR_HEAP_SHARE)
     return {
         "port": {port.name: port.internal for port in PORTS},
+        # Inside a container every interface is the container's own; tests listen on loopback.
+        "listen_host": "0.0.0.0",
+        "scrape_interval": "15s",
         # On the stack's network each container answers to its service name.
         "host": {service.replace("-", "_"): service for service in SERVICE_NAMES},
         "data_dir": dict(DATA_DIRS),

@@ -71,24 +71,25 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def prometheus_service(raw: Optional[dict] = None) -> tuple[Service, dict[str, str]]:
-    """The Prometheus service as the stack declares it, and its rendered files."""
+def prometheus_service(raw: Optional[dict] = None, values: Optional[dict] = None) -> tuple[Service, dict[str, str]]:
+    """The Prometheus service as the stack declares it, and its files rendered (with `values` if given)."""
     config = parse_settings("dev", raw or {})
     [service] = [s for s in declare_services(config) if s.name == "prometheus"]
-    return service, render_service_files(service, template_values(config))
+    return service, render_service_files(service, values or template_values(config))
 
 
 @contextlib.contextmanager
-def prometheus_server(directory: Path, raw: Optional[dict] = None) -> Iterator[str]:
+def prometheus_server(directory: Path, raw: Optional[dict] = None, values: Optional[dict] = None,
+                      port: Optional[int] = None) -> Iterator[str]:
     """A real Prometheus (Debian's) started with the container's own flags and rendered config;
     only the file paths and the listen address are moved. Yields its URL once /-/ready."""
     binary = require("prometheus", PROMETHEUS_HINT)
-    service, files = prometheus_service(raw)
+    service, files = prometheus_service(raw, values)
     (directory / "prometheus.yml").write_text(files["/etc/prometheus/prometheus.yml"])
     moved = {"--config.file": str(directory / "prometheus.yml"), "--storage.tsdb.path": str(directory / "data")}
     flags = [f"{name}={moved[name]}" if name in moved else flag
              for flag in service.command for name in [flag.split("=", 1)[0]]]
-    address = f"127.0.0.1:{free_port()}"
+    address = f"127.0.0.1:{port or free_port()}"
     log_path = directory / "prometheus.log"
     with log_path.open("w") as log:
         process = subprocess.Popen([binary, *flags, f"--web.listen-address={address}"], stdout=log, stderr=log)
