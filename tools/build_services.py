@@ -88,6 +88,7 @@ SERVICES = {"collector": collector}
 
 def main() -> int:
     for name, build in SERVICES.items():
+        print(f"{name}: building, or taking it from the cache ({CACHE})...", flush=True)
         started = time.monotonic()
         try:
             path = build()
