@@ -17,7 +17,7 @@ from stack.render import EXEMPLAR_TRACE_ID_LABELS, render_service_files, templat
 from stack.services import declare_services
 from stack.smoke import COUNTER, HISTOGRAM, SMOKE_SERVICE, send_telemetry
 from tests.program import ROOT
-from tests.tools import free_port, prometheus_server
+from tests.tools import free_port, prometheus_server, running_process
 from tools.build_services import BuildError, collector
 
 MANIFEST = ROOT / "tools" / "collector" / "manifest.yaml"
@@ -70,26 +70,10 @@ def running(otelcol, tmp_path_factory):
     config = directory / "config.yaml"
     config.write_text(rendered_collector_config(values))
     log_path = directory / "collector.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen([str(otelcol), "--config", str(config)], stdout=log, stderr=log)
-    try:
-        health = f"http://127.0.0.1:{values['port']['collector_health']}/"
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log_path.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(health, timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-            time.sleep(0.2)
+    health = f"http://127.0.0.1:{values['port']['collector_health']}/"
+    with running_process([str(otelcol), "--config", str(config)], log_path, health):
         with prometheus_server(directory, values=values, port=values["port"]["prometheus_http"]) as prometheus:
             yield values, prometheus, log_path
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def query(prometheus, path, **params):

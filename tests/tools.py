@@ -90,22 +90,30 @@ def prometheus_server(directory: Path, raw: Optional[dict] = None, values: Optio
     flags = [f"{name}={moved[name]}" if name in moved else flag
              for flag in service.command for name in [flag.split("=", 1)[0]]]
     address = f"127.0.0.1:{port or free_port()}"
-    log_path = directory / "prometheus.log"
+    with running_process([binary, *flags, f"--web.listen-address={address}"], directory / "prometheus.log",
+                         f"http://{address}/-/ready"):
+        yield f"http://{address}"
+
+
+@contextlib.contextmanager
+def running_process(command: list[str], log_path: Path, ready_url: str, timeout: float = 30) -> Iterator[None]:
+    """A server process, logging to log_path, once ready_url answers 200; stopped afterwards.
+    If it dies or is not ready in time, the failure shows the end of its log."""
     with log_path.open("w") as log:
-        process = subprocess.Popen([binary, *flags, f"--web.listen-address={address}"], stdout=log, stderr=log)
+        process = subprocess.Popen(command, stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         while True:
             assert process.poll() is None, log_path.read_text()[-3000:]
             try:
-                with urllib.request.urlopen(f"http://{address}/-/ready", timeout=1) as response:
+                with urllib.request.urlopen(ready_url, timeout=1) as response:
                     if response.status == 200:
                         break
             except OSError:
                 pass
             assert time.monotonic() < deadline, log_path.read_text()[-3000:]
             time.sleep(0.2)
-        yield f"http://{address}"
+        yield
     finally:
         process.terminate()
         process.wait(timeout=10)
