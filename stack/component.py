@@ -7,7 +7,7 @@ from typing import Optional
 import pulumi
 import pulumi_docker as docker
 
-from .config import StackConfig
+from .config import PASSWORD_KEY, StackConfig
 from .ports import endpoint_urls
 from .render import render_service_files, template_values
 from .services import Healthcheck, Service, declare_services
@@ -34,7 +34,7 @@ class TraceStack(pulumi.ComponentResource):
     ):
         super().__init__(COMPONENT_TYPE, name, None, opts)
         self._config = config
-        self._secrets = {"grafanaAdminPassword": grafana_admin_password}
+        self._secrets = {PASSWORD_KEY: grafana_admin_password}
         child = pulumi.ResourceOptions(parent=self)
         if config.docker_host:
             provider = docker.Provider("docker", host=config.docker_host, opts=child)

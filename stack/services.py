@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
-from .config import StackConfig
+from .config import PASSWORD_KEY, StackConfig
 from .grafana import rendered_dashboards
 from .ports import PORTS, PORTS_BY_NAME, Port
 
@@ -165,7 +165,7 @@ def declare_services(config: StackConfig) -> list[Service]:
                 "GF_AUTH_ANONYMOUS_ORG_ROLE": config.grafana_anonymous_role,
                 "GF_ANALYTICS_REPORTING_ENABLED": "false",
             },
-            secret_env={"GF_SECURITY_ADMIN_PASSWORD": "grafanaAdminPassword"},
+            secret_env={"GF_SECURITY_ADMIN_PASSWORD": PASSWORD_KEY},
             config_files=(
                 ConfigFile("grafana/datasources.yaml", "/etc/grafana/provisioning/datasources/trace-stack.yaml"),
                 ConfigFile("grafana/dashboards.yaml", "/etc/grafana/provisioning/dashboards/trace-stack.yaml"),
