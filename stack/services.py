@@ -58,6 +58,8 @@ def _http_ok_with_wget(port: str, path: str) -> Healthcheck:
 
 @dataclass(frozen=True)
 class Service:
+    """One container. Each runs as its image's own user; where that is root, the declaration says why."""
+
     name: str
     image: str
     # None keeps the image's own command; a list replaces it whole, defaults included.
@@ -71,7 +73,6 @@ class Service:
     host_mounts: tuple[HostMount, ...] = ()
     depends_on: tuple[str, ...] = ()
     memory_mib: int = 0
-    # Every service runs as its image's own user; where that is root, the service says why.
     healthcheck: Optional[Healthcheck] = None
 
     @property
