@@ -59,6 +59,16 @@ RATE = "$__rate_interval"
 QUANTILES = (0.5, 0.95, 0.99)
 
 
+def _rate(series: str, by: str = "", selector: str = "") -> str:
+    """Per-second rate of a counter over Grafana's rate interval, summed (by labels, if given)."""
+    rate = f"rate({series}{selector}[{RATE}])"
+    return f"sum by ({by}) ({rate})" if by else f"sum({rate})"
+
+
+def _errors(title: str, calls: str, by: str, ids: Iterator[int]) -> TimeSeries:
+    return _series(title, "reqps", ids, (_rate(calls, by, '{status!="success"}'), f"{{{{{by}}}}}"))
+
+
 def _series(title: str, unit: str, ids: Iterator[int], *targets: tuple[str, str], exemplars: bool = False,
             description: str = "") -> TimeSeries:
     panel = (TimeSeries().id(next(ids)).title(title).description(description).unit(unit)
@@ -71,7 +81,7 @@ def _series(title: str, unit: str, ids: Iterator[int], *targets: tuple[str, str]
 def _quantiles(title: str, buckets: str, by: str, ids: Iterator[int]) -> TimeSeries:
     """p50/p95/p99 from a histogram, with exemplars that link to the trace."""
     group = f"le, {by}" if by else "le"
-    targets = [(f"histogram_quantile({q}, sum by ({group}) (rate({buckets}[{RATE}])))",
+    targets = [(f"histogram_quantile({q}, {_rate(buckets, group)})",
                 f"p{round(q * 100)}" + (f" {{{{{by}}}}}" if by else "")) for q in QUANTILES]
     return _series(title, "ms", ids, *targets, exemplars=True,
                    description="Dots are exemplars: click one to open its trace in Tempo.")
@@ -81,36 +91,32 @@ def app_overview() -> Dashboard:
     m = {key: metric.series for key, metric in APP_METRICS.items()}
     ids = itertools.count(1)  # the SDK places panels; Grafana wants an id on each
     http_count = m["http_duration"] + "_count"
+    server_errors = _rate(http_count, selector='{http_status_code=~"5.."}')
     return (
         Dashboard("refly-api: overview").uid("trace-stack-app").tags(["trace-stack", "refly-api"])
         .refresh("30s").time("now-1h", "now")
         .with_row(Row("LLM").id(next(ids)))
         .with_panel(_series("LLM invocations", "reqps", ids,
-                            (f"sum by (model_name, status) (rate({m['llm_calls']}[{RATE}]))", "{{model_name}} {{status}}")))
+                            (_rate(m["llm_calls"], "model_name, status"), "{{model_name}} {{status}}")))
         .with_panel(_series("Tokens", "short", ids,
-                            (f"sum by (token_type, model_name) (rate({m['llm_tokens']}[{RATE}]))",
-                             "{{token_type}} {{model_name}}")))
+                            (_rate(m["llm_tokens"], "token_type, model_name"), "{{token_type}} {{model_name}}")))
         .with_panel(_quantiles("LLM latency", m["llm_duration"] + "_bucket", "", ids))
-        .with_panel(_series("LLM errors", "reqps", ids,
-                            (f'sum by (model_name) (rate({m["llm_calls"]}{{status!="success"}}[{RATE}]))',
-                             "{{model_name}}")))
+        .with_panel(_errors("LLM errors", m["llm_calls"], "model_name", ids))
         .with_row(Row("Tools").id(next(ids)))
         .with_panel(_series("Tool calls", "reqps", ids,
-                            (f"sum by (tool_name, status) (rate({m['tool_calls']}[{RATE}]))", "{{tool_name}} {{status}}")))
+                            (_rate(m["tool_calls"], "tool_name, status"), "{{tool_name}} {{status}}")))
         .with_panel(_quantiles("Tool duration", m["tool_duration"] + "_bucket", "tool_name", ids))
-        .with_panel(_series("Tool errors", "reqps", ids,
-                            (f'sum by (tool_name) (rate({m["tool_calls"]}{{status!="success"}}[{RATE}]))',
-                             "{{tool_name}}")))
+        .with_panel(_errors("Tool errors", m["tool_calls"], "tool_name", ids))
         .with_row(Row("Database").id(next(ids)))
         .with_panel(_quantiles("Query duration", m["db_duration"] + "_bucket", "", ids))
         .with_panel(_series("Queries", "reqps", ids,
-                            (f"sum by (operation, model) (rate({m['db_queries']}[{RATE}]))", "{{operation}} {{model}}"),
-                            (f"sum(rate({m['db_slow']}[{RATE}]))", "slow (>100ms)")))
+                            (_rate(m["db_queries"], "operation, model"), "{{operation}} {{model}}"),
+                            (_rate(m["db_slow"]), "slow (>100ms)")))
         .with_row(Row("HTTP").id(next(ids)))
         .with_panel(_series("Request rate", "reqps", ids,
-                            (f"sum by (http_route) (rate({http_count}[{RATE}]))", "{{http_route}}")))
+                            (_rate(http_count, "http_route"), "{{http_route}}")))
         .with_panel(_series("Error rate (5xx)", "percentunit", ids,
-                            (f'sum(rate({http_count}{{http_status_code=~"5.."}}[{RATE}])) / sum(rate({http_count}[{RATE}]))',
+                            (f"{server_errors} / {_rate(http_count)}",
                              "5xx share")))
         .with_panel(_quantiles("Request latency", m["http_duration"] + "_bucket", "", ids))
         .with_row(Row("Process").id(next(ids)))
@@ -136,22 +142,22 @@ def stack_health() -> Dashboard:
                             ("prometheus_tsdb_storage_blocks_bytes", "blocks"),
                             ("prometheus_tsdb_wal_storage_size_bytes", "WAL")))
         .with_panel(_series("Tempo spans received", "short", ids,
-                            (f"sum(rate(tempo_distributor_spans_received_total[{RATE}]))", "spans/s")))
+                            (_rate("tempo_distributor_spans_received_total"), "spans/s")))
         .with_panel(_series("Loki lines received", "short", ids,
-                            (f"sum(rate(loki_distributor_lines_received_total[{RATE}]))", "lines/s"),
-                            (f"sum(rate(loki_distributor_bytes_received_total[{RATE}]))", "bytes/s")))
+                            (_rate("loki_distributor_lines_received_total"), "lines/s"),
+                            (_rate("loki_distributor_bytes_received_total"), "bytes/s")))
         .with_row(Row("Collector").id(next(ids)))
         .with_panel(_series("Accepted", "short", ids,
-                            (f"sum(rate(otelcol_receiver_accepted_spans[{RATE}]))", "spans/s"),
-                            (f"sum(rate(otelcol_receiver_accepted_metric_points[{RATE}]))", "metric points/s")))
+                            (_rate("otelcol_receiver_accepted_spans"), "spans/s"),
+                            (_rate("otelcol_receiver_accepted_metric_points"), "metric points/s")))
         .with_panel(_series("Refused or dropped", "short", ids,
-                            (f"sum(rate(otelcol_receiver_refused_spans[{RATE}]))", "refused spans/s"),
-                            (f"sum(rate(otelcol_receiver_refused_metric_points[{RATE}]))", "refused points/s"),
-                            (f"sum(rate(otelcol_exporter_send_failed_spans[{RATE}]))", "spans failed to send/s"),
-                            (f"sum(rate(otelcol_exporter_send_failed_metric_points[{RATE}]))", "points failed to send/s")))
+                            (_rate("otelcol_receiver_refused_spans"), "refused spans/s"),
+                            (_rate("otelcol_receiver_refused_metric_points"), "refused points/s"),
+                            (_rate("otelcol_exporter_send_failed_spans"), "spans failed to send/s"),
+                            (_rate("otelcol_exporter_send_failed_metric_points"), "points failed to send/s")))
         .with_panel(_series("Alloy log entries sent", "short", ids,
-                            (f"sum(rate(loki_write_sent_entries_total[{RATE}]))", "entries/s"),
-                            (f"sum(rate(loki_write_dropped_entries_total[{RATE}]))", "dropped/s")))
+                            (_rate("loki_write_sent_entries_total"), "entries/s"),
+                            (_rate("loki_write_dropped_entries_total"), "dropped/s")))
     )
 
 
