@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
+from grafana_foundation_sdk.builders.logs import Panel as Logs
+from grafana_foundation_sdk.builders.loki import Dataquery as LokiQuery
 from grafana_foundation_sdk.builders.prometheus import Dataquery as PromQuery
 from grafana_foundation_sdk.builders.stat import Panel as Stat
 from grafana_foundation_sdk.builders.timeseries import Panel as TimeSeries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
+from .log_labels import logs_selector
 from .metric_names import prometheus_metric_name
 
 # Fixed, so links between datasources and from dashboards survive re-provisioning.
@@ -55,6 +58,7 @@ PROCESS_MEMORY = "process_resident_memory_bytes"
 EVENT_LOOP_LAG = "nodejs_eventloop_lag_seconds"
 
 PROMETHEUS = DataSourceRef(type_val="prometheus", uid=DATASOURCE_UIDS["prometheus"])
+LOKI = DataSourceRef(type_val="loki", uid=DATASOURCE_UIDS["loki"])
 RATE = "$__rate_interval"
 QUANTILES = (0.5, 0.95, 0.99)
 
@@ -123,6 +127,16 @@ def app_overview() -> Dashboard:
         .with_panel(_series("Memory (resident)", "bytes", ids, (PROCESS_MEMORY, "{{job}}")))
         .with_panel(_series("CPU", "percentunit", ids, (f"rate({PROCESS_CPU}[{RATE}])", "{{job}}")))
         .with_panel(_series("Event loop lag", "s", ids, (EVENT_LOOP_LAG, "{{job}}")))
+        # Pino lines (through Alloy) and OpenTelemetry log records (through the collector) carry
+        # the same labels, so these show both.
+        .with_row(Row("Logs").id(next(ids)))
+        .with_panel(TimeSeries().id(next(ids)).title("Log lines by level").unit("short").datasource(LOKI)
+                    .height(8).span(24).with_target(
+                        LokiQuery().ref_id("A").datasource(LOKI).legend_format("{{level}}")
+                        .expr(f"sum by (level) (count_over_time({logs_selector()} [$__auto]))")))
+        .with_panel(Logs().id(next(ids)).title("Logs").datasource(LOKI).height(12).span(24)
+                    .show_time(True).enable_log_details(True).wrap_log_message(True)
+                    .with_target(LokiQuery().ref_id("A").datasource(LOKI).expr(logs_selector())))
     )
 
 

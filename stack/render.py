@@ -15,22 +15,18 @@ import jinja2
 
 from .config import SERVICE_NAMES, StackConfig
 from .grafana import DATASOURCE_UIDS
+from .log_labels import LOG_LABELS, OTEL_SEVERITY_RANGES, PINO_LEVELS
 from .ports import PORTS
 from .services import DATA_DIRS, GRAFANA_DASHBOARDS_DIR, LOG_MOUNT, Service
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
-# Pino's numeric levels (pino/lib/constants.js).
-PINO_LEVELS = {10: "trace", 20: "debug", 30: "info", 40: "warn", 50: "error", 60: "fatal"}
-
-# Labels every log line gets, as the seed's queries expect them.
-LOG_LABELS = {"job": "refly-api", "env": "local"}
-
 # The collector's Prometheus exporter labels exemplars trace_id; Tempo's metrics-generator traceID.
 EXEMPLAR_TRACE_ID_LABELS = ("trace_id", "traceID")
 
-# The seed's app writes traceId; Pino's OpenTelemetry instrumentation writes trace_id.
-TRACE_ID_FIELD_REGEX = r'"(?:traceId|trace_id)"\s*:\s*"([0-9a-fA-F]{16,32})"'
+# The seed's app writes traceId; Pino's OpenTelemetry instrumentation writes trace_id; the
+# collector's loki exporter writes traceid.
+TRACE_ID_FIELD_REGEX = r'"(?:traceId|trace_id|traceid)"\s*:\s*"([0-9a-fA-F]{16,32})"'
 
 # The collector's memory_limiter refuses data above this share of its container's limit, so the
 # collector slows its senders down instead of being killed; a fifth of that is kept for spikes.
@@ -55,6 +51,18 @@ def pino_level_template() -> str:
     return "{{ if .Value }}{{ if " + branches + " else }}{{ .Value }}{{ end }}{{ end }}"
 
 
+def otel_severity_level_statements() -> list[str]:
+    """OTTL statements (transform processor, log context) that set attributes["level"] from a
+    record's severity number; a record without one gets no level, as a Pino line without one."""
+    statements = []
+    for name, next_name in zip(OTEL_SEVERITY_RANGES, (*OTEL_SEVERITY_RANGES[1:], None)):
+        condition = f"severity_number >= SEVERITY_NUMBER_{name.upper()}"
+        if next_name:
+            condition += f" and severity_number < SEVERITY_NUMBER_{next_name.upper()}"
+        statements.append(f'set(attributes["level"], "{name}") where {condition}')
+    return statements
+
+
 def template_values(config: StackConfig) -> dict[str, Any]:
     """The values every template is rendered with: one dict, so tests can render with others."""
     collector_limit = int(config.memory_mib["otel-collector"] * COLLECTOR_HEAP_SHARE)
@@ -72,6 +80,7 @@ def template_values(config: StackConfig) -> dict[str, Any]:
         "log_mount": LOG_MOUNT,
         "log_labels": dict(LOG_LABELS),
         "pino_level_template": pino_level_template(),
+        "otel_severity_levels": otel_severity_level_statements(),
         "exemplar_trace_id_labels": list(EXEMPLAR_TRACE_ID_LABELS),
         "trace_id_field_regex": TRACE_ID_FIELD_REGEX,
         "grafana_dashboards_dir": GRAFANA_DASHBOARDS_DIR,

@@ -1,8 +1,9 @@
 """`check --smoke`: send real telemetry and follow it to where Grafana will look for it.
 
-A trace, with a counter and a histogram recorded inside its span (so they carry it as an
-exemplar), goes to the collector with the OpenTelemetry SDK; a Pino line with the same trace id
-is appended to a file in the log directory. Then each hop is polled until it has the data.
+A trace, with a counter, a histogram and a log record made inside its span (so they carry its
+trace id), goes to the collector with the OpenTelemetry SDK; a Pino line with the same trace id
+is appended to a file in the log directory, for Alloy. Then each hop is polled until it has the
+data: both log lines are found in Loki by the one query Grafana's trace-to-logs link runs.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 import httpx
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, LogRecordExportResult, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult
 from opentelemetry.sdk.resources import Resource
@@ -28,13 +33,16 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from .metric_names import prometheus_metric_name
-from .render import LOG_LABELS, PINO_LEVELS
+from .log_labels import LOG_LABELS, PINO_LEVELS
 
 SMOKE_SERVICE = "trace-stack-smoke"
 COUNTER = ("trace_stack.smoke.runs", "")
 HISTOGRAM = ("trace_stack.smoke.duration", "ms")
 LOG_FILE = "trace-stack-smoke.log"
 REQUIRED_OUTPUTS = ("otlp_http_endpoint", "tempo_url", "prometheus_url", "loki_url")
+LOG_MESSAGE = "trace-stack smoke check"
+# A Loki query is one request: one that takes longer than this is not coming.
+LOKI_QUERY_TIMEOUT_SECONDS = 5.0
 
 class HopFailed(Exception):
     def __init__(self, hop: str, reason: str):
@@ -55,7 +63,7 @@ class Hop:
 
 
 def send_telemetry(otlp_http_endpoint: str, timeout: float = 10.0) -> str:
-    """Send one trace and metrics recorded inside it; returns the trace id (32 hex digits)."""
+    """Send one trace, and metrics and a log record made inside it; returns the trace id (32 hex digits)."""
     resource = Resource.create({"service.name": SMOKE_SERVICE})
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider(resource=resource)
@@ -65,10 +73,15 @@ def send_telemetry(otlp_http_endpoint: str, timeout: float = 10.0) -> str:
     meter = meter_provider.get_meter("trace-stack.check")
     counter = meter.create_counter(COUNTER[0], unit=COUNTER[1], description="trace-stack smoke checks")
     histogram = meter.create_histogram(HISTOGRAM[0], unit=HISTOGRAM[1], description="trace-stack smoke check time")
+    records = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(records))
 
     with tracer_provider.get_tracer("trace-stack.check").start_as_current_span("trace-stack smoke check") as span:
         counter.add(1, {"check": "smoke"})
         histogram.record(42.0, {"check": "smoke"})
+        logger_provider.get_logger("trace-stack.check").emit(
+            severity_number=SeverityNumber.INFO, severity_text="INFO", body=LOG_MESSAGE)
         trace_id = format(span.get_span_context().trace_id, "032x")
 
     # The SDK's exporters report failure instead of raising: export by hand to see the answer.
@@ -79,8 +92,12 @@ def send_telemetry(otlp_http_endpoint: str, timeout: float = 10.0) -> str:
     if OTLPMetricExporter(endpoint=f"{endpoint}/v1/metrics", timeout=timeout).export(
             reader.get_metrics_data()) != MetricExportResult.SUCCESS:
         raise HopFailed("collector accepts the metrics", f"OTLP/HTTP export to {endpoint}/v1/metrics failed")
+    if OTLPLogExporter(endpoint=f"{endpoint}/v1/logs", timeout=timeout).export(
+            records.get_finished_logs()) != LogRecordExportResult.SUCCESS:
+        raise HopFailed("collector accepts the log record", f"OTLP/HTTP export to {endpoint}/v1/logs failed")
     tracer_provider.shutdown()
     meter_provider.shutdown()
+    logger_provider.shutdown()
     return trace_id
 
 
@@ -88,7 +105,7 @@ def write_log_line(log_dir: str, trace_id: str) -> Path:
     """Append a Pino-style line carrying the trace id, as the app's piped stdout would."""
     path = Path(log_dir) / LOG_FILE
     line = {"level": 30, "time": int(time.time() * 1000), "pid": os.getpid(), "hostname": socket.gethostname(),
-            "traceId": trace_id, "msg": "trace-stack smoke check"}
+            "traceId": trace_id, "msg": LOG_MESSAGE}
     with path.open("a") as log:
         log.write(json.dumps(line, separators=(",", ":")) + "\n")
     return path
@@ -96,6 +113,10 @@ def write_log_line(log_dir: str, trace_id: str) -> Path:
 
 class _NotYet(Exception):
     pass
+
+
+class _WillNotAnswer(Exception):
+    """Waiting longer will not help: the hop has failed."""
 
 
 async def _poll(name: str, started: float, timeout: float, look: Callable[[], Awaitable[str]]) -> Hop:
@@ -115,6 +136,8 @@ async def _poll(name: str, started: float, timeout: float, look: Callable[[], Aw
         return Hop(name, True, time.monotonic() - started, detail)
     except _NotYet:
         return Hop(name, False, time.monotonic() - started, f"not there after {timeout:g}s: {last}")
+    except _WillNotAnswer as failed:
+        return Hop(name, False, time.monotonic() - started, str(failed))
 
 
 async def follow(outputs: dict[str, str], trace_id: str, sent_at: float, timeout: float) -> list[Hop]:
@@ -151,21 +174,55 @@ async def follow(outputs: dict[str, str], trace_id: str, sent_at: float, timeout
                         return f"{buckets} exemplar {labels}"
             raise _NotYet(f"no exemplar with trace id {trace_id} on {buckets} yet")
 
-        async def log_in_loki() -> str:
+        async def lines_in_loki() -> list[tuple[dict, dict]]:
+            """(labels, line as JSON) of every line holding the trace id, found as Grafana's
+            trace-to-logs link finds them."""
             now_ns = time.time_ns()
-            response = await client.get(f"{loki}/loki/api/v1/query_range", params={
-                "query": f'{{job="{LOG_LABELS["job"]}"}} |= "{trace_id}"', "start": now_ns - 3600 * 10**9,
-                "end": now_ns + 60 * 10**9, "limit": 10})
+            try:
+                response = await client.get(f"{loki}/loki/api/v1/query_range", timeout=LOKI_QUERY_TIMEOUT_SECONDS, params={
+                    "query": f'{{job="{LOG_LABELS["job"]}"}} |= "{trace_id}"', "start": now_ns - 3600 * 10**9,
+                    "end": now_ns + 60 * 10**9, "limit": 10})
+            except httpx.TimeoutException:
+                raise _WillNotAnswer(await _loki_query_hangs(client, loki)) from None
+            found = []
             for stream in response.json().get("data", {}).get("result", []):
-                labels = stream.get("stream", {})
-                if labels.get("level") == level and stream.get("values"):
-                    return f"line labelled {labels}"
-                raise _NotYet(f"a line arrived labelled {labels}, not level={level!r}")
-            raise _NotYet("no line with the trace id yet")
+                for _, line in stream.get("values", []):
+                    try:
+                        found.append((stream.get("stream", {}), json.loads(line)))
+                    except ValueError:
+                        continue
+            return found
+
+        def log_in_loki(source: str, trace_id_field: str) -> Callable[[], Awaitable[str]]:
+            async def look() -> str:
+                lines = [labels for labels, line in await lines_in_loki() if line.get(trace_id_field) == trace_id]
+                if not lines:
+                    raise _NotYet(f"no line from {source} with the trace id yet")
+                if lines[0].get("level") != level:
+                    raise _NotYet(f"a line from {source} arrived labelled {lines[0]}, not level={level!r}")
+                return f"line labelled {lines[0]}"
+            return look
 
         return list(await asyncio.gather(
             _poll("Tempo has the trace", sent_at, timeout, trace_in_tempo),
             _poll("Prometheus has the metric", sent_at, timeout, metric_in_prometheus),
             _poll("Prometheus has the exemplar", sent_at, timeout, exemplar_in_prometheus),
-            _poll("Loki has the log line", sent_at, timeout, log_in_loki),
+            # The exporter writes the record as JSON with the trace id under "traceid".
+            _poll("Loki has the OTel log record", sent_at, timeout, log_in_loki("the collector", "traceid")),
+            _poll("Loki has the Pino log line", sent_at, timeout, log_in_loki("Alloy", "traceId")),
         ))
+
+
+async def _loki_query_hangs(client: httpx.AsyncClient, loki: str) -> str:
+    """Why a Loki query that never answered failed: a Loki whose pushes work but whose queries
+    hang is a broken query path, not a line still on its way."""
+    hangs = f"its query API does not answer (no reply within {LOKI_QUERY_TIMEOUT_SECONDS:g}s)"
+    try:
+        metrics = (await client.get(f"{loki}/metrics", timeout=LOKI_QUERY_TIMEOUT_SECONDS)).text
+    except httpx.HTTPError:
+        return f"Loki: {hangs}"
+    received = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                   if line.startswith("loki_distributor_lines_received_total"))
+    if received:
+        return f"Loki accepted the push ({received:g} lines received) but {hangs}"
+    return f"Loki: {hangs}"

@@ -1,8 +1,8 @@
 """Small local stand-ins for the stack's HTTP endpoints, on free loopback ports.
 
 The smoke stand-ins are fed only by what the OpenTelemetry SDK really sends: the collector
-decodes the OTLP protobuf it receives, and Tempo and Prometheus answer from that; Loki reads the
-log directory as Alloy would.
+decodes the OTLP protobuf it receives, and Tempo, Prometheus and Loki answer from that; Loki also
+reads the log directory as Alloy would.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
@@ -97,6 +98,7 @@ class Telemetry:
         self.trace_ids: set[str] = set()
         # Prometheus name -> {"job": service.name, "value": float, "exemplar_trace_ids": set}
         self.series: dict[str, dict] = {}
+        self.log_records: list = []  # opentelemetry.proto.logs.v1.LogRecord
 
     def receive_traces(self, body: bytes) -> None:
         request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
@@ -111,6 +113,12 @@ class Telemetry:
             for scope_metrics in resource_metrics.scope_metrics:
                 for metric in scope_metrics.metrics:
                     self._record(job, metric)
+
+    def receive_logs(self, body: bytes) -> None:
+        request = logs_service_pb2.ExportLogsServiceRequest.FromString(body)
+        for resource_logs in request.resource_logs:
+            for scope_logs in resource_logs.scope_logs:
+                self.log_records.extend(scope_logs.log_records)
 
     def _record(self, job: str, metric) -> None:
         # Written out for the two kinds the smoke check sends, as collector 0.91 names them.
@@ -137,7 +145,11 @@ def collector_routes(telemetry: Telemetry) -> dict[str, Route]:
         telemetry.receive_metrics(body)
         return 200, "application/x-protobuf", metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
 
-    return {"/v1/traces": traces, "/v1/metrics": metrics, "/": ready_text("Server available")}
+    def logs(path, query, body):
+        telemetry.receive_logs(body)
+        return 200, "application/x-protobuf", logs_service_pb2.ExportLogsServiceResponse().SerializeToString()
+
+    return {"/v1/traces": traces, "/v1/metrics": metrics, "/v1/logs": logs, "/": ready_text("Server available")}
 
 
 def tempo_routes(telemetry: Telemetry) -> dict[str, Route]:
@@ -178,19 +190,48 @@ def prometheus_routes(telemetry: Telemetry) -> dict[str, Route]:
 _LINE_FILTER = re.compile(r'\{job="(?P<job>[^"]+)"\} \|= "(?P<needle>[^"]+)"')
 
 
-def loki_routes(log_dir: Path, levels: dict[int, str], labels: dict[str, str]) -> dict[str, Route]:
-    """Loki with Alloy in front: the lines of log_dir/*.log, labelled as the Alloy pipeline does."""
+def loki_routes(log_dir: Path, telemetry: Telemetry, levels: dict[int, str], labels: dict[str, str]) -> dict[str, Route]:
+    """Loki with Alloy and the collector in front: the lines of log_dir/*.log, labelled as the
+    Alloy pipeline does, and the collector's log records, labelled and written as its loki
+    exporter does (tests/test_collector_real.py shows the real one doing so)."""
+    severity_levels = list(levels.values())
+
+    def pino_streams(needle: str) -> list[dict]:
+        streams = []
+        for file in sorted(log_dir.glob("*.log")):
+            for line in file.read_text().splitlines():
+                if needle in line:
+                    level = json.loads(line).get("level")
+                    stream = {**labels, "filename": str(file), "level": levels.get(level, str(level))}
+                    streams.append({"stream": stream, "values": [[str(time.time_ns()), line]]})
+        return streams
+
+    def exporter_streams(needle: str) -> list[dict]:
+        streams = []
+        for record in telemetry.log_records:
+            line = json.dumps({"body": record.body.string_value, "traceid": record.trace_id.hex(),
+                               "severity": record.severity_text}, separators=(",", ":"))
+            if needle in line:
+                stream = {**labels, "level": severity_levels[(record.severity_number - 1) // 4]}
+                streams.append({"stream": stream, "values": [[str(record.time_unix_nano), line]]})
+        return streams
 
     def query_range(path, query, body):
         selector = _LINE_FILTER.fullmatch(query.get("query", ""))
         streams = []
         if selector and selector["job"] == labels["job"]:
-            for file in sorted(log_dir.glob("*.log")):
-                for line in file.read_text().splitlines():
-                    if selector["needle"] in line:
-                        level = json.loads(line).get("level")
-                        stream = {**labels, "filename": str(file), "level": levels.get(level, str(level))}
-                        streams.append({"stream": stream, "values": [[str(time.time_ns()), line]]})
+            streams = pino_streams(selector["needle"]) + exporter_streams(selector["needle"])
         return as_json(200, {"status": "success", "data": {"resultType": "streams", "result": streams}})
 
     return {"/ready": ready_text(), "/loki/api/v1/query_range": query_range}
+
+
+def loki_whose_queries_hang(lines_received: int) -> dict[str, Route]:
+    """Loki 2.9 as it was on a scheduler looked up too early: ready, taking pushes, and never
+    answering a query."""
+    def hang(path, query, body):
+        time.sleep(60)
+        return text(504, "gave up")
+
+    metrics = f'loki_distributor_lines_received_total{{tenant="fake"}} {lines_received}\n'
+    return {"/ready": ready_text(), "/loki/api/v1/query_range": hang, "/metrics": lambda *_: text(200, metrics)}

@@ -9,11 +9,12 @@ import time
 import pytest
 
 from stack.outputs import OutputsError, parse_outputs
-from stack.render import LOG_LABELS, PINO_LEVELS
+from stack.log_labels import LOG_LABELS, PINO_LEVELS
 from stack.metric_names import prometheus_metric_name
 from tests.program import ROOT
 from tests.standins import (
-    StandIn, Telemetry, collector_routes, grafana_health, loki_routes, prometheus_routes, ready_text, tempo_routes,
+    StandIn, Telemetry, collector_routes, grafana_health, loki_routes, loki_whose_queries_hang, prometheus_routes,
+    ready_text, tempo_routes,
 )
 from tests.tools import free_port, prometheus_server
 
@@ -182,7 +183,7 @@ def smoke_stack(tmp_path, stand_ins):
         "grafana_url": stand_ins({"/api/health": grafana_health()}),
         "prometheus_url": stand_ins(prometheus_routes(telemetry)),
         "tempo_url": stand_ins(tempo_routes(telemetry)),
-        "loki_url": stand_ins(loki_routes(log_dir, PINO_LEVELS, LOG_LABELS)),
+        "loki_url": stand_ins(loki_routes(log_dir, telemetry, PINO_LEVELS, LOG_LABELS)),
         "collector_health_url": collector + "/",
         "otlp_http_endpoint": collector,
         "alloy_url": stand_ins({"/-/ready": ready_text()}),
@@ -204,9 +205,13 @@ def test_smoke_follows_one_trace_id_through_every_hop(smoke_stack):
     assert telemetry.series["trace_stack_smoke_runs_total"]["exemplar_trace_ids"] == {trace_id}
     assert telemetry.series["trace_stack_smoke_runs_total"]["job"] == "trace-stack-smoke"
     assert trace_id in hops["Prometheus has the exemplar"]["detail"]
-    assert "'level': 'info'" in hops["Loki has the log line"]["detail"]
+    for hop in ("Loki has the Pino log line", "Loki has the OTel log record"):
+        assert "'level': 'info'" in hops[hop]["detail"]
     [line] = (log_dir / "trace-stack-smoke.log").read_text().splitlines()
     assert json.loads(line)["traceId"] == trace_id and json.loads(line)["level"] == 30
+    # The log record the SDK really sent was made inside the span.
+    [record] = telemetry.log_records
+    assert record.trace_id.hex() == trace_id and record.severity_number == 9
 
 
 def test_smoke_names_the_hop_that_never_arrived(smoke_stack, tmp_path):
@@ -215,9 +220,25 @@ def test_smoke_names_the_hop_that_never_arrived(smoke_stack, tmp_path):
     elsewhere.mkdir()
     result, _ = run_check("--outputs", str(outputs), "--smoke", "--log-dir", str(elsewhere), "--timeout", "3")
     assert result.returncode == 1
-    assert "never arrived: Loki has the log line" in result.stderr
+    assert "never arrived: Loki has the Pino log line" in result.stderr
     missing = [line for line in result.stdout.splitlines() if "MISSING" in line]
-    assert len(missing) == 1 and missing[0].startswith("Loki has the log line")
+    assert len(missing) == 1 and missing[0].startswith("Loki has the Pino log line")
+    assert "not there after 3s: no line from Alloy with the trace id yet" in missing[0]
+
+
+def test_smoke_tells_a_loki_whose_queries_hang_from_a_line_not_there_yet(smoke_stack, stand_ins):
+    _, log_dir, outputs = smoke_stack
+    urls = json.loads(outputs.read_text())
+    urls["loki_url"] = stand_ins(loki_whose_queries_hang(lines_received=2))
+    outputs.write_text(json.dumps(urls))
+    # A timeout far beyond the per-query one: the hop must fail on the first query that hangs.
+    result, _ = run_check("--outputs", str(outputs), "--smoke", "--log-dir", str(log_dir), "--timeout", "60")
+    assert result.returncode == 1
+    missing = [line for line in result.stdout.splitlines() if "MISSING" in line]
+    assert len(missing) == 2, result.stdout
+    for line in missing:
+        assert "Loki accepted the push (2 lines received) but its query API does not answer (no reply within 5s)" in line
+        assert "not there after" not in line
 
 
 def test_smoke_with_the_collector_refusing_names_it(smoke_stack, tmp_path):

@@ -1,33 +1,42 @@
 """The real OpenTelemetry Collector 0.91.0 (built by ocb from tools/collector/manifest.yaml) on
-the config the stack renders, with a real Prometheus scraping it: telemetry sent with the
-OpenTelemetry SDK comes out as the series and exemplars the dashboards and Grafana expect."""
+the config the stack renders, with a real Prometheus scraping it and a Loki stand-in decoding its
+pushes: telemetry sent with the OpenTelemetry SDK comes out as the series, exemplars and log
+streams the dashboards and Grafana expect."""
 
 import json
+import re
 import subprocess
 import time
 import urllib.parse
 import urllib.request
 
+from types import SimpleNamespace
+
 import pytest
 import yaml
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
 
 from stack.config import parse_settings
 from stack.metric_names import prometheus_metric_name
-from stack.render import EXEMPLAR_TRACE_ID_LABELS, render_service_files, template_values
+from stack.log_labels import LOG_LABELS, PINO_LEVELS
+from stack.render import EXEMPLAR_TRACE_ID_LABELS, TRACE_ID_FIELD_REGEX, render_service_files, template_values
 from stack.services import declare_services
 from stack.smoke import COUNTER, HISTOGRAM, SMOKE_SERVICE, send_telemetry
+from tests.loki_push import LokiPushStandIn
 from tests.program import ROOT
-from tests.tools import free_port, prometheus_server, running_process
+from tests.tools import (
+    alloy_blocks, collector_process, loopback_values, prometheus_server, rendered_collector_config, run_go_template,
+    stages,
+)
 from tools.build_services import BuildError, collector
 
 MANIFEST = ROOT / "tools" / "collector" / "manifest.yaml"
 KINDS = ("receivers", "processors", "exporters", "extensions", "connectors")
-
-
-def rendered_collector_config(values):
-    config = parse_settings("dev", {})
-    [service] = [s for s in declare_services(config) if s.name == "otel-collector"]
-    return render_service_files(service, values)["/etc/otelcol-contrib/config.yaml"]
 
 
 def test_the_manifest_has_every_component_the_config_names():
@@ -62,18 +71,14 @@ def running(otelcol, tmp_path_factory):
     """The collector and Prometheus running on the stack's own files; only what Docker would
     provide is rewritten: host names to 127.0.0.1, ports to free loopback ports."""
     directory = tmp_path_factory.mktemp("collector")
-    values = template_values(parse_settings("dev", {}))
-    values["host"] = {name: "127.0.0.1" for name in values["host"]}
-    values["port"] = {name: free_port() for name in values["port"]}
-    values["listen_host"] = "127.0.0.1"
-    values["scrape_interval"] = "1s"
-    config = directory / "config.yaml"
-    config.write_text(rendered_collector_config(values))
-    log_path = directory / "collector.log"
-    health = f"http://127.0.0.1:{values['port']['collector_health']}/"
-    with running_process([str(otelcol), "--config", str(config)], log_path, health):
-        with prometheus_server(directory, values=values, port=values["port"]["prometheus_http"]) as prometheus:
-            yield values, prometheus, log_path
+    loki = LokiPushStandIn()
+    values = loopback_values({"loki_http": loki.port})
+    try:
+        with collector_process(otelcol, directory, values) as log_path:
+            with prometheus_server(directory, values=values, port=values["port"]["prometheus_http"]) as prometheus:
+                yield SimpleNamespace(values=values, prometheus=prometheus, log_path=log_path, loki=loki)
+    finally:
+        loki.close()
 
 
 def query(prometheus, path, **params):
@@ -92,7 +97,7 @@ def wait_for(what, look, log_path, timeout=30):
 
 
 def test_sdk_telemetry_reaches_prometheus_with_its_trace_id_as_exemplar(running):
-    values, prometheus, log_path = running
+    values, prometheus, log_path = running.values, running.prometheus, running.log_path
     trace_id = send_telemetry(f"http://127.0.0.1:{values['port']['collector_otlp_http']}")
     counter = prometheus_metric_name(*COUNTER, monotonic_sum=True)
     buckets = prometheus_metric_name(*HISTOGRAM) + "_bucket"
@@ -115,7 +120,7 @@ def test_sdk_telemetry_reaches_prometheus_with_its_trace_id_as_exemplar(running)
 
 
 def test_prometheus_scrapes_the_collectors_own_metrics(running):
-    _, prometheus, log_path = running
+    prometheus, log_path = running.prometheus, running.log_path
 
     def both_up():
         result = query(prometheus, "/api/v1/query", query='up{job=~"app|otel-collector"} == 1')["result"]
@@ -123,3 +128,120 @@ def test_prometheus_scrapes_the_collectors_own_metrics(running):
 
     up = wait_for("the app and otel-collector jobs up", both_up, log_path)
     assert {r["metric"]["job"] for r in up} == {"app", "otel-collector"}
+
+
+# --- logs: OTLP -> collector -> Loki ----------------------------------------------------------
+
+# The six severity ranges' first numbers (SEVERITY_NUMBER_TRACE, ..._DEBUG, ...) and a higher one
+# in a range (WARN3), by the level Loki must label them with.
+SEVERITIES = {"trace": SeverityNumber.TRACE, "debug": SeverityNumber.DEBUG, "info": SeverityNumber.INFO,
+              "warn": SeverityNumber.WARN3, "error": SeverityNumber.ERROR, "fatal": SeverityNumber.FATAL}
+
+
+def send_log_records(values, run: str) -> dict[str, dict]:
+    """Records at every severity, inside a span and outside one, and one without a severity,
+    sent with the SDK's OTLP/HTTP exporter. Returns what was sent, by body."""
+    resource = Resource.create({"service.name": "checkout", "deployment.environment": "staging"})
+    provider = LoggerProvider(resource=resource)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(
+        OTLPLogExporter(endpoint=f"http://127.0.0.1:{values['port']['collector_otlp_http']}/v1/logs")))
+    logger = provider.get_logger("tests")
+    tracer = TracerProvider(resource=resource).get_tracer("tests")
+    sent = {}
+
+    def emit(body: str, level, severity, trace_id: str = "") -> None:
+        timestamp = time.time_ns()
+        logger.emit(timestamp=timestamp, severity_number=severity, severity_text=severity.name if severity else None,
+                    body=body)
+        sent[body] = {"level": level, "timestamp": timestamp, "trace_id": trace_id}
+
+    for level, severity in SEVERITIES.items():
+        emit(f"{run} {level} outside a span", level, severity)
+        with tracer.start_as_current_span("work") as span:
+            emit(f"{run} {level} inside a span", level, severity, format(span.get_span_context().trace_id, "032x"))
+    emit(f"{run} without a severity", None, None)
+    provider.shutdown()
+    return sent
+
+
+def arrived(loki, run: str) -> list[tuple[dict, dict, int]]:
+    """(labels, line as JSON, timestamp) of every entry from this run that reached Loki."""
+    return [(entry.label_dict, json.loads(entry.line), entry.timestamp_ns) for entry in list(loki.entries)
+            if run in entry.line]
+
+
+def wait_for_records(loki, run: str, count: int, log_path, timeout=30) -> list[tuple[dict, dict, int]]:
+    return wait_for(f"{count} records of run {run}",
+                    lambda: (lambda found: found if len(found) >= count else None)(arrived(loki, run)),
+                    log_path, timeout)
+
+
+def assert_each_arrived_once(sent: dict, found: list) -> None:
+    bodies = [line["body"] for _, line, _ in found]
+    duplicated = {body for body in bodies if bodies.count(body) > 1}
+    missing = set(sent) - set(bodies)
+    assert not duplicated and not missing, (
+        f"sent {len(sent)}, arrived {len(bodies)}: missing {sorted(missing)}, more than once {sorted(duplicated)}")
+
+
+def test_otel_log_records_reach_loki_with_the_labels_of_pino_lines(running):
+    run = f"run-{time.monotonic_ns()}"
+    sent = send_log_records(running.values, run)
+    found = wait_for_records(running.loki, run, len(sent), running.log_path)
+    time.sleep(1)  # a record sent twice would come in the next batch
+    found = arrived(running.loki, run)
+    assert_each_arrived_once(sent, found)
+
+    for labels, line, timestamp in found:
+        record = sent[line["body"]]
+        # The labels Alloy gives a Pino line: the stack's job and env, Pino's name for the level.
+        expected = {**LOG_LABELS, "level": record["level"]} if record["level"] else dict(LOG_LABELS)
+        assert labels == expected, line["body"]
+        # The exporter's JSON line: the trace id where Grafana's derived field looks for it, the
+        # app's own service.name kept in the line, no hint attributes left behind.
+        assert line.get("traceid", "") == record["trace_id"], line
+        if record["trace_id"]:
+            assert re.search(TRACE_ID_FIELD_REGEX, entry_line(line)).group(1) == record["trace_id"]
+        assert line["resources"]["service.name"] == "checkout"
+        assert not {"job", "env", "loki.resource.labels"} & set(line["resources"])
+        assert "level" not in line.get("attributes", {})
+        assert timestamp == record["timestamp"]
+    assert set(PINO_LEVELS.values()) == {labels["level"] for labels, _, _ in found if "level" in labels}
+
+
+def entry_line(line: dict) -> str:
+    return json.dumps(line, separators=(",", ":"))
+
+
+def test_alloy_labels_a_pino_line_as_the_collector_labels_the_same_record(running, tmp_path):
+    """One label scheme for both log paths: for each level, the labels Alloy's rendered pipeline
+    gives a Pino line equal those the real collector gave a record of that severity."""
+    config = parse_settings("dev", {})
+    [alloy_service] = [s for s in declare_services(config) if s.name == "alloy"]
+    alloy = alloy_blocks(render_service_files(alloy_service, template_values(config))["/etc/alloy/config.alloy"], tmp_path)
+    pipeline = dict(stages(alloy[("loki.process", "pino")]))
+    assert set(pipeline["stage.labels"]["values"]) == {"level"}
+    static = pipeline["stage.static_labels"]["values"]
+    numbers = [str(number) for number in PINO_LEVELS]
+    alloy_labels = {name: {**static, "level": name}
+                    for name in run_go_template(pipeline["stage.template"]["template"], numbers)}
+    alloy_labels[None] = dict(static)  # a line without a level
+
+    run = f"run-{time.monotonic_ns()}"
+    sent = send_log_records(running.values, run)
+    found = wait_for_records(running.loki, run, len(sent), running.log_path)
+    collector_labels = {sent[line["body"]]["level"]: labels for labels, line, _ in found}
+    assert collector_labels == alloy_labels
+
+
+def test_a_loki_that_fails_for_a_while_gets_every_record_once_it_recovers(running):
+    run = f"run-{time.monotonic_ns()}"
+    refused_before = running.loki.refused
+    running.loki.fail(500, seconds=3)
+    sent = send_log_records(running.values, run)
+    # The exporter retries after retry_on_failure.initial_interval (with jitter) and backs off.
+    found = wait_for_records(running.loki, run, len(sent), running.log_path, timeout=60)
+    time.sleep(1)
+    found = arrived(running.loki, run)
+    assert running.loki.refused > refused_before, "the stand-in never refused: nothing was retried"
+    assert_each_arrived_once(sent, found)

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from stack.grafana import APP_METRICS
+from stack.log_labels import LOG_LABELS
 from stack.services import GRAFANA_DASHBOARDS_DIR
 from tests.program import run_program
 from tests.tools import prometheus_server
@@ -33,9 +34,9 @@ def panels(dashboard):
     return [panel for panel in dashboard["panels"] if panel["type"] != "row"]
 
 
-def targets(dashboards):
+def targets(dashboards, datasource="prometheus"):
     return [(uid, panel["title"], target["expr"]) for uid, dashboard in dashboards.items()
-            for panel in panels(dashboard) for target in panel["targets"]]
+            for panel in panels(dashboard) if panel["datasource"]["type"] == datasource for target in panel["targets"]]
 
 
 def test_two_dashboards_are_provisioned_into_the_providers_folder(dashboards, grafana_files):
@@ -46,11 +47,22 @@ def test_two_dashboards_are_provisioned_into_the_providers_folder(dashboards, gr
 
 def test_the_app_overview_has_a_row_for_each_part_of_the_app(dashboards):
     rows = [panel["title"] for panel in dashboards["trace-stack-app"]["panels"] if panel["type"] == "row"]
-    assert rows == ["LLM", "Tools", "Database", "HTTP", "Process"]
+    assert rows == ["LLM", "Tools", "Database", "HTTP", "Process", "Logs"]
+
+
+def test_the_app_logs_panels_select_both_log_paths_by_the_shared_labels(dashboards):
+    # Alloy's Pino lines and the collector's log records carry these labels alike
+    # (tests/test_collector_real.py compares them), so one selector shows both.
+    logs = targets(dashboards, "loki")
+    assert [(uid, title) for uid, title, _ in logs] == [("trace-stack-app", "Log lines by level"),
+                                                       ("trace-stack-app", "Logs")]
+    selector = "{" + ", ".join(f'{name}="{value}"' for name, value in LOG_LABELS.items()) + "}"
+    assert logs[0][2] == f"sum by (level) (count_over_time({selector} [$__auto]))"
+    assert logs[1][2] == selector
 
 
 def test_latency_panels_show_p50_p95_p99_with_exemplars(dashboards):
-    latency = [p for p in panels(dashboards["trace-stack-app"]) if p["fieldConfig"]["defaults"].get("unit") == "ms"]
+    latency = [p for p in panels(dashboards["trace-stack-app"]) if p.get("fieldConfig", {}).get("defaults", {}).get("unit") == "ms"]
     assert [p["title"] for p in latency] == ["LLM latency", "Tool duration", "Query duration", "Request latency"]
     for panel in latency:
         assert [t["expr"].split(",")[0] for t in panel["targets"]] == [

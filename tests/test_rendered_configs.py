@@ -8,9 +8,10 @@ import yaml
 
 from stack.config import parse_settings
 from stack.ports import PORTS_BY_NAME
-from stack.render import EXEMPLAR_TRACE_ID_LABELS, PINO_LEVELS, render_service_files, template_values
+from stack.log_labels import PINO_LEVELS
+from stack.render import EXEMPLAR_TRACE_ID_LABELS, render_service_files, template_values
 from stack.services import GRAFANA_DASHBOARDS_DIR, LOG_MOUNT, declare_services
-from tests.tools import alloy_parse, run_go_template
+from tests.tools import alloy_blocks, attributes, run_go_template, stages
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -76,6 +77,19 @@ def test_collector_sends_traces_to_tempo_and_serves_metrics_with_exemplars(colle
     pipelines = collector["service"]["pipelines"]
     assert pipelines["traces"]["exporters"] == ["otlp/tempo"]
     assert pipelines["metrics"]["exporters"] == ["prometheus"]
+
+
+def test_collector_pushes_otel_logs_to_loki_labelled_as_the_pino_lines(collector):
+    assert collector["service"]["pipelines"]["logs"] == {
+        "receivers": ["otlp"], "processors": ["memory_limiter", "transform/log_labels", "batch"], "exporters": ["loki"]}
+    loki = collector["exporters"]["loki"]
+    assert loki["endpoint"] == "http://loki:3100/loki/api/v1/push"
+    # job and env come from the stack (as Alloy's static labels), level from the transform.
+    assert loki["default_labels_enabled"] == {"exporter": False, "instance": False, "job": False, "level": True}
+    [resource, log] = collector["processors"]["transform/log_labels"]["log_statements"]
+    assert resource["context"] == "resource" and log["context"] == "log"
+    assert resource["statements"] == ['set(attributes["job"], "refly-api")', 'set(attributes["env"], "local")',
+                                      'set(attributes["loki.resource.labels"], "job, env")']
 
 
 def test_collector_limits_memory_first_and_batches_last(collector):
@@ -157,7 +171,17 @@ def test_loki_single_binary_on_its_volume_and_ready_quickly(loki):
                  *loki["common"]["storage"]["filesystem"].values()):
         assert Path(path).is_relative_to("/loki")
     assert loki["ingester"]["lifecycler"]["min_ready_duration"] == "1s"
-    assert loki["frontend"]["scheduler_dns_lookup_period"] == "1s"
+
+
+def test_loki_queries_skip_the_scheduler_so_ready_means_queries_work(loki):
+    # Measured on Loki 2.9.0: with frontend.scheduler_dns_lookup_period at 1s or 2s, /ready said 200
+    # in 1.4s and every query then hung forever; at 3s it races the scheduler's own 3s start; at
+    # its default 10s /ready takes 10.5s. Without the scheduler (the frontend's own queue, pulled by
+    # the querier in the same process) /ready came in 1.2-1.4s and queries answered at once. Do not
+    # bring the scheduler or a short lookup period back.
+    assert loki["query_scheduler"] == {"use_scheduler_ring": False}
+    assert loki["frontend_worker"] == {"frontend_address": f"127.0.0.1:{loki['server']['grpc_listen_port']}"}
+    assert "frontend" not in loki
 
 
 # --- Alloy (parsed by Alloy's own parser) -------------------------------------------------------
@@ -165,17 +189,7 @@ def test_loki_single_binary_on_its_volume_and_ready_quickly(loki):
 
 @pytest.fixture(scope="module")
 def alloy(files, tmp_path_factory):
-    path = tmp_path_factory.mktemp("alloy") / "config.alloy"
-    path.write_text(files["alloy"]["/etc/alloy/config.alloy"])
-    return {(block["block"], block["label"]): block["body"] for block in alloy_parse(path)}
-
-
-def attributes(body):
-    return {item["attr"]: item["value"] for item in body if "attr" in item}
-
-
-def stages(body):
-    return [(item["block"], attributes(item["body"])) for item in body if "block" in item]
+    return alloy_blocks(files["alloy"]["/etc/alloy/config.alloy"], tmp_path_factory.mktemp("alloy"))
 
 
 def test_alloy_tails_log_files_in_the_mounted_log_dir(alloy):
@@ -274,6 +288,8 @@ def test_traces_link_to_metrics_and_the_service_map(datasources):
     '{"level":30,"time":1700000000000,"traceId":"%s","msg":"GET /"}' % TRACE_ID,
     '{"level":30,"time":1700000000000,"trace_id":"%s","span_id":"00f067aa0ba902b7","msg":"GET /"}' % TRACE_ID,
     '{"level":"info","trace_id": "%s"}' % TRACE_ID,
+    # The collector's loki exporter (its JSON line format).
+    '{"body":"GET /","traceid":"%s","spanid":"00f067aa0ba902b7","severity":"INFO"}' % TRACE_ID,
 ])
 def test_log_lines_with_a_trace_id_link_to_tempo(datasources, line):
     [derived] = datasources["loki"]["jsonData"]["derivedFields"]

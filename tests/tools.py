@@ -58,6 +58,21 @@ def alloy_parse(path: Path) -> list:
     return json.loads(result.stdout)
 
 
+def alloy_blocks(text: str, directory: Path) -> dict[tuple[str, str], list]:
+    """An Alloy file's blocks by (name, label), as Alloy's own parser reads them."""
+    path = directory / "config.alloy"
+    path.write_text(text)
+    return {(block["block"], block["label"]): block["body"] for block in alloy_parse(path)}
+
+
+def attributes(body: list) -> dict:
+    return {item["attr"]: item["value"] for item in body if "attr" in item}
+
+
+def stages(body: list) -> list[tuple[str, dict]]:
+    return [(item["block"], attributes(item["body"])) for item in body if "block" in item]
+
+
 def run_go_template(text: str, values: list[str]) -> list[str]:
     """Go's text/template run as Alloy's stage.template runs it, once per .Value."""
     result = subprocess.run([str(go_tool("alloycheck")), "template", text, *values], capture_output=True, text=True)
@@ -93,6 +108,33 @@ def prometheus_server(directory: Path, raw: Optional[dict] = None, values: Optio
     with running_process([binary, *flags, f"--web.listen-address={address}"], directory / "prometheus.log",
                          f"http://{address}/-/ready"):
         yield f"http://{address}"
+
+
+def loopback_values(ports: Optional[dict[str, int]] = None, scrape_interval: str = "1s") -> dict:
+    """The default stack's template values with only what Docker would provide moved onto
+    loopback: host names to 127.0.0.1, every port to a free one (or the one given)."""
+    values = template_values(parse_settings("dev", {}))
+    values["host"] = {name: "127.0.0.1" for name in values["host"]}
+    values["port"] = {name: (ports or {}).get(name) or free_port() for name in values["port"]}
+    values["listen_host"] = "127.0.0.1"
+    values["scrape_interval"] = scrape_interval
+    return values
+
+
+def rendered_collector_config(values: dict) -> str:
+    [service] = [s for s in declare_services(parse_settings("dev", {})) if s.name == "otel-collector"]
+    return render_service_files(service, values)["/etc/otelcol-contrib/config.yaml"]
+
+
+@contextlib.contextmanager
+def collector_process(binary: Path, directory: Path, values: dict) -> Iterator[Path]:
+    """The real collector on the stack's rendered config (with `values`); yields its log's path."""
+    config = directory / "collector.yaml"
+    config.write_text(rendered_collector_config(values))
+    log_path = directory / "collector.log"
+    with running_process([str(binary), "--config", str(config)], log_path,
+                         f"http://127.0.0.1:{values['port']['collector_health']}/"):
+        yield log_path
 
 
 @contextlib.contextmanager
