@@ -9,13 +9,14 @@ import sys
 import time
 from typing import Optional
 
+import httpx
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from pulumi import automation as auto
 
 from . import lifecycle, logs
-from .check import PROBES, REQUIRED_OUTPUTS, CheckOptions, Result, check
+from .check import PROBES, REQUIRED_OUTPUTS, CheckOptions, Result, check, collector_losses
 from .config import ConfigError, StackConfig
 from .drift import DriftParseError
 from .outputs import OutputsError, read_outputs
@@ -108,6 +109,11 @@ def _check_outputs(outputs: dict[str, str], args: argparse.Namespace, out: Conso
         if not ready:
             failed = ", ".join(result.service for result in results if not result.ready)
             err.print(f"check: not ready: {failed}")
+    prometheus_ready = any(result.ready for result in results if result.service == "prometheus")
+    if prometheus_ready:
+        report["collector_losses"] = losses = _collector_losses(outputs["prometheus_url"], err)
+        if losses and not as_json:
+            err.print("check: the collector has lost data since it started: " + "; ".join(losses), markup=False)
 
     if ready and getattr(args, "smoke", False):
         hops = _smoke(outputs, args, err)
@@ -123,6 +129,14 @@ def _check_outputs(outputs: dict[str, str], args: argparse.Namespace, out: Conso
     if as_json:
         out.print_json(json.dumps({**report, "ok": ready}))
     return EXIT_OK if ready else EXIT_FAILED
+
+
+def _collector_losses(prometheus_url: str, err: Console) -> list[str]:
+    try:
+        return asyncio.run(collector_losses(prometheus_url))
+    except (httpx.HTTPError, ValueError) as error:
+        err.print(f"check: could not ask Prometheus for the collector's losses: {error}", markup=False)
+        return []
 
 
 def run_up(args: argparse.Namespace) -> int:

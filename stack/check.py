@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from .metric_names import COLLECTOR_ITEMS, COLLECTOR_LOSS_COUNTERS, collector_loss_selector
+
 REQUEST_TIMEOUT_SECONDS = 2.0
 
 
@@ -170,3 +172,20 @@ async def check(outputs: dict[str, str], options: CheckOptions) -> list[Result]:
                       if probe.path else outputs[probe.output], options)
             for probe in PROBES
         )))
+
+
+async def collector_losses(prometheus_url: str) -> list[str]:
+    """What the collector refused or dropped since it started, from its own counters as
+    Prometheus scraped them: one phrase per non-zero counter; none when nothing was lost."""
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{prometheus_url.rstrip('/')}/api/v1/query", timeout=REQUEST_TIMEOUT_SECONDS,
+                                    params={"query": f"{collector_loss_selector()} > 0"})
+    losses = []
+    for series in sorted(response.json().get("data", {}).get("result", []), key=lambda s: s["metric"]["__name__"]):
+        labels = series["metric"]
+        counter, items = next((counter, items) for counter in COLLECTOR_LOSS_COUNTERS for items in COLLECTOR_ITEMS
+                              if labels["__name__"] == f"{counter}_{items}")
+        component = next((f"{kind} {labels[kind]}" for kind in ("receiver", "processor", "exporter") if kind in labels), "")
+        losses.append(f"{component} {COLLECTOR_LOSS_COUNTERS[counter]} {float(series['value'][1]):g} "
+                      f"{COLLECTOR_ITEMS[items]} ({labels['__name__']})")
+    return losses

@@ -22,7 +22,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
 from .log_labels import logs_selector
-from .metric_names import prometheus_metric_name
+from .metric_names import collector_loss_selector, prometheus_metric_name
 
 # Fixed, so links between datasources and from dashboards survive re-provisioning.
 DATASOURCE_UIDS = {"prometheus": "prometheus", "tempo": "tempo", "loki": "loki"}
@@ -163,12 +163,12 @@ def stack_health() -> Dashboard:
         .with_row(Row("Collector").id(next(ids)))
         .with_panel(_series("Accepted", "short", ids,
                             (_rate("otelcol_receiver_accepted_spans"), "spans/s"),
-                            (_rate("otelcol_receiver_accepted_metric_points"), "metric points/s")))
-        .with_panel(_series("Refused or dropped", "short", ids,
-                            (_rate("otelcol_receiver_refused_spans"), "refused spans/s"),
-                            (_rate("otelcol_receiver_refused_metric_points"), "refused points/s"),
-                            (_rate("otelcol_exporter_send_failed_spans"), "spans failed to send/s"),
-                            (_rate("otelcol_exporter_send_failed_metric_points"), "points failed to send/s")))
+                            (_rate("otelcol_receiver_accepted_metric_points"), "metric points/s"),
+                            (_rate("otelcol_receiver_accepted_log_records"), "log records/s")))
+        .with_panel(_series("Lost since the collector started", "short", ids,
+                            (f"{collector_loss_selector()} > 0", "{{__name__}} {{receiver}}{{processor}}{{exporter}}"),
+                            description="Spans, metric points and log records the collector refused or dropped; "
+                                        "`python -m stack check` names the same counters. Empty: nothing lost."))
         .with_panel(_series("Alloy log entries sent", "short", ids,
                             (_rate("loki_write_sent_entries_total"), "entries/s"),
                             (_rate("loki_write_dropped_entries_total"), "dropped/s")))

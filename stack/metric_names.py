@@ -27,3 +27,21 @@ def prometheus_metric_name(name: str, unit: str, monotonic_sum: bool = False) ->
         words = [word for word in words if word != "total"] + ["total"]
     joined = "_".join(words)
     return f"_{joined}" if joined[:1].isdigit() else joined
+
+
+# The collector's own counters of data it did not pass on, as 0.91.0 names them on its telemetry
+# port (OpenCensus: no _total suffix), each with what it means. The exporter's series exist only
+# after a first failure.
+COLLECTOR_LOSS_COUNTERS = {
+    "otelcol_receiver_refused": "refused",  # the memory_limiter refused it: the app was told
+    "otelcol_processor_refused": "refused",
+    "otelcol_processor_dropped": "dropped",
+    "otelcol_exporter_send_failed": "failed to send",  # a permanent error, or retries ran out
+    "otelcol_exporter_enqueue_failed": "could not queue",  # the sending queue was full
+}
+COLLECTOR_ITEMS = {"spans": "spans", "metric_points": "metric points", "log_records": "log records"}
+
+
+def collector_loss_selector() -> str:
+    """A PromQL selector of every loss counter, for every kind of telemetry."""
+    return (f'{{__name__=~"({"|".join(COLLECTOR_LOSS_COUNTERS)})_({"|".join(COLLECTOR_ITEMS)})"}}')

@@ -28,6 +28,13 @@ EXEMPLAR_TRACE_ID_LABELS = ("trace_id", "traceID")
 # collector's loki exporter writes traceid.
 TRACE_ID_FIELD_REGEX = r'"(?:traceId|trace_id|traceid)"\s*:\s*"([0-9a-fA-F]{16,32})"'
 
+# How the collector's exporters hold on to data while Tempo or Loki cannot take it (a restart, a
+# replace): a queue of batches in memory, retried with backoff. At 5,000 items/s the batch
+# processor sends about 5 batches/s per signal, so 3,000 batches hold 10 minutes, as long as the
+# retries go on; the memory_limiter refuses new data before a full queue outgrows the container.
+EXPORTER_QUEUE = {"enabled": True, "num_consumers": 10, "queue_size": 3000}
+EXPORTER_RETRY = {"enabled": True, "initial_interval": "1s", "max_interval": "30s", "max_elapsed_time": "10m"}
+
 # The collector's memory_limiter refuses data above this share of its container's limit, so the
 # collector slows its senders down instead of being killed; a fifth of that is kept for spikes.
 COLLECTOR_HEAP_SHARE = 0.8
@@ -86,6 +93,8 @@ def template_values(config: StackConfig) -> dict[str, Any]:
         "grafana_dashboards_dir": GRAFANA_DASHBOARDS_DIR,
         "collector_memory_limit_mib": collector_limit,
         "collector_memory_spike_mib": collector_limit // 5,
+        "exporter_queue": EXPORTER_QUEUE,
+        "exporter_retry": EXPORTER_RETRY,
     }
 
 

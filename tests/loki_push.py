@@ -98,5 +98,8 @@ class LokiPushStandIn:
         with self._lock:
             self._failure = (status, time.monotonic() + seconds)
 
+    def recover(self) -> None:
+        self.fail(0, 0.0)
+
     def close(self) -> None:
         self.server.close()

@@ -13,7 +13,7 @@ from stack.log_labels import LOG_LABELS, PINO_LEVELS
 from stack.metric_names import prometheus_metric_name
 from tests.program import ROOT
 from tests.standins import (
-    StandIn, Telemetry, collector_routes, grafana_health, loki_routes, loki_whose_queries_hang, prometheus_routes,
+    StandIn, Telemetry, as_json, collector_routes, grafana_health, loki_routes, loki_whose_queries_hang, prometheus_routes,
     ready_text, tempo_routes,
 )
 from tests.tools import free_port, prometheus_server
@@ -81,6 +81,21 @@ def test_a_healthy_stack_passes_and_every_service_is_named(tmp_path, stand_ins, 
     assert set(lines) == set(SERVICES)
     assert all(" ready " in line for line in lines.values())
     assert real_prometheus + "/-/ready" in lines["prometheus"]
+
+
+def test_what_the_collector_lost_is_named_without_failing_the_check(tmp_path, stand_ins):
+    # The query itself is proved against the real collector and Prometheus in test_collector_real.
+    def loss_series(path, query, body):
+        assert query["query"].endswith(" > 0")
+        return as_json(200, {"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"__name__": "otelcol_exporter_send_failed_spans", "exporter": "otlp/tempo"},
+             "value": [time.time(), "2753"]}]}})
+
+    prometheus = stand_ins({"/-/ready": ready_text(), "/api/v1/query": loss_series})
+    result, _ = run_check("--outputs", str(outputs_file(tmp_path, **healthy_urls(stand_ins, prometheus))))
+    assert result.returncode == 0, result.stderr
+    assert ("check: the collector has lost data since it started: exporter otlp/tempo failed to send 2753 spans "
+            "(otelcol_exporter_send_failed_spans)") in result.stderr
 
 
 def test_a_service_that_is_down_is_named_well_before_the_timeout(tmp_path, stand_ins, real_prometheus):

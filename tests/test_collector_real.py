@@ -3,6 +3,7 @@ the config the stack renders, with a real Prometheus scraping it and a Loki stan
 pushes: telemetry sent with the OpenTelemetry SDK comes out as the series, exemplars and log
 streams the dashboards and Grafana expect."""
 
+import asyncio
 import json
 import re
 import subprocess
@@ -23,6 +24,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from stack.config import parse_settings
 from stack.metric_names import prometheus_metric_name
+from stack.check import collector_losses
 from stack.log_labels import LOG_LABELS, PINO_LEVELS
 from stack.render import EXEMPLAR_TRACE_ID_LABELS, TRACE_ID_FIELD_REGEX, render_service_files, template_values
 from stack.services import declare_services
@@ -74,9 +76,10 @@ def running(otelcol, tmp_path_factory):
     loki = LokiPushStandIn()
     values = loopback_values({"loki_http": loki.port})
     try:
-        with collector_process(otelcol, directory, values) as log_path:
+        with collector_process(otelcol, directory, values):
             with prometheus_server(directory, values=values, port=values["port"]["prometheus_http"]) as prometheus:
-                yield SimpleNamespace(values=values, prometheus=prometheus, log_path=log_path, loki=loki)
+                yield SimpleNamespace(values=values, prometheus=prometheus, log_path=directory / "collector.log",
+                                      loki=loki)
     finally:
         loki.close()
 
@@ -245,3 +248,29 @@ def test_a_loki_that_fails_for_a_while_gets_every_record_once_it_recovers(runnin
     found = arrived(running.loki, run)
     assert running.loki.refused > refused_before, "the stand-in never refused: nothing was retried"
     assert_each_arrived_once(sent, found)
+
+
+def run_coroutine(coroutine):
+    # Not asyncio.run: it leaves the thread without an event loop, which the Pulumi program tests
+    # on the same pytest worker need.
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
+
+
+def test_what_the_collector_drops_is_named_by_check(running):
+    """A permanent refusal (Loki's 400) makes the collector drop the batch; `check` names the
+    loss from the collector's own counters, as the stack's Prometheus scrapes them."""
+    running.loki.fail(400, seconds=30)
+    sent = send_log_records(running.values, f"run-{time.monotonic_ns()}")
+    try:
+        losses = wait_for("the collector's loss counter in Prometheus",
+                          lambda: run_coroutine(collector_losses(running.prometheus)), running.log_path)
+    finally:
+        running.loki.recover()
+    [loss] = [loss for loss in losses if "log records" in loss]
+    dropped = int(re.search(r"failed to send (\d+) log records", loss).group(1))
+    assert loss.startswith("exporter loki failed to send ") and loss.endswith("(otelcol_exporter_send_failed_log_records)")
+    assert 0 < dropped <= len(sent)

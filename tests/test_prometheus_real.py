@@ -42,6 +42,8 @@ def test_the_server_runs_with_our_retention_and_exemplar_storage(server):
     assert flags["web.enable-remote-write-receiver"] == "true"
     exemplars = get_json(f"{server}/api/v1/query_exemplars?query=up&start=0&end=1")
     assert exemplars["status"] == "success"
+    loaded = get_json(f"{server}/api/v1/status/config")["data"]["yaml"]
+    assert "max_exemplars: 500000" in loaded  # the server's own dump of what it loaded
 
 
 def test_the_server_accepts_remote_write(server):

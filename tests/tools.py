@@ -127,18 +127,18 @@ def rendered_collector_config(values: dict) -> str:
 
 
 @contextlib.contextmanager
-def collector_process(binary: Path, directory: Path, values: dict) -> Iterator[Path]:
-    """The real collector on the stack's rendered config (with `values`); yields its log's path."""
+def collector_process(binary: Path, directory: Path, values: dict) -> Iterator[subprocess.Popen]:
+    """The real collector on the stack's rendered config (with `values`), logging to
+    directory/collector.log."""
     config = directory / "collector.yaml"
     config.write_text(rendered_collector_config(values))
-    log_path = directory / "collector.log"
-    with running_process([str(binary), "--config", str(config)], log_path,
-                         f"http://127.0.0.1:{values['port']['collector_health']}/"):
-        yield log_path
+    with running_process([str(binary), "--config", str(config)], directory / "collector.log",
+                         f"http://127.0.0.1:{values['port']['collector_health']}/") as process:
+        yield process
 
 
 @contextlib.contextmanager
-def running_process(command: list[str], log_path: Path, ready_url: str, timeout: float = 30) -> Iterator[None]:
+def running_process(command: list[str], log_path: Path, ready_url: str, timeout: float = 30) -> Iterator[subprocess.Popen]:
     """A server process, logging to log_path, once ready_url answers 200; stopped afterwards.
     If it dies or is not ready in time, the failure shows the end of its log."""
     with log_path.open("w") as log:
@@ -155,7 +155,7 @@ def running_process(command: list[str], log_path: Path, ready_url: str, timeout:
                 pass
             assert time.monotonic() < deadline, log_path.read_text()[-3000:]
             time.sleep(0.2)
-        yield
+        yield process
     finally:
         process.terminate()
         process.wait(timeout=10)
