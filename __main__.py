@@ -2,16 +2,18 @@
 
 import pulumi
 
-from stack.component import TraceStack
-from stack.config import PASSWORD_KEY, ConfigError, read_stack_config
+from program.component import TraceStack
+from program.services import PASSWORD_KEY
+from program.settings import ConfigError, read_settings
 
+config = pulumi.Config()
 try:
-    settings = read_stack_config()
+    settings = read_settings(config, pulumi.get_stack())
 except ConfigError as error:
     # RunError ends the program with this message and no stack trace, before any resource exists.
     raise pulumi.RunError(f"invalid configuration for stack {pulumi.get_stack()!r}:\n" + str(error)) from None
 
-password = pulumi.Config().get_secret(PASSWORD_KEY) if settings.grafana_admin_password_set else None
+password = config.get_secret(PASSWORD_KEY) if settings.grafana_admin_password_set else None
 trace_stack = TraceStack("trace-stack", settings, grafana_admin_password=password)
 
 for name, url in trace_stack.urls.items():

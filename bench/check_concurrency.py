@@ -25,9 +25,9 @@ def main() -> int:
     outputs = {}
     for probe, delay in zip(PROBES, DELAYS):
         route = grafana_health() if probe.service == "grafana" else ready_text()
-        stand_in = StandIn({probe.path or "/": route}, delay=delay)
+        stand_in = StandIn({probe.path: route}, delay=delay)
         stand_ins.append(stand_in)
-        outputs[probe.output] = stand_in.url + ("/" if not probe.path else "")
+        outputs[probe.output] = stand_in.url
     try:
         times = []
         for _ in range(RUNS):

@@ -47,7 +47,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from stack.config import DEFAULT_MEMORY_MIB
+from program.services import SERVICES_BY_NAME
+from program.settings import DEFAULTS
 from tests.loki_push import LokiPushStandIn
 from tests.tools import collector_process, loopback_values, prometheus_server
 from tools.build_services import collector
@@ -266,7 +267,7 @@ def run(rate: int, seconds: float) -> tuple[list[Signal], float]:
 
 
 def report(rate: int, signals: list[Signal], peak_mib: float) -> None:
-    limit = DEFAULT_MEMORY_MIB["otel-collector"]
+    limit = DEFAULTS[SERVICES_BY_NAME["otel-collector"].memory_key]
     print(f"\nrate asked: {rate}/s per signal (traces: spans, logs: records of {LINE_BYTES} bytes, "
           f"metrics: counter increments, exported every 1s, over {METRIC_ROUTES} routes)")
     print(HEADER)

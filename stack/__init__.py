@@ -1,1 +1,2 @@
-"""trace-stack: a local observability stack for an OpenTelemetry-instrumented service, as Pulumi code."""
+"""trace-stack's commands: up, check, drift, down, logs (`python -m stack --help`). They take plain
+data from the program (program/) and never load pulumi_docker or Jinja."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
 import time
@@ -13,16 +14,13 @@ import httpx
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from pulumi import automation as auto
+from program.settings import ConfigError
 
-from . import lifecycle, logs
+from . import logs
 from .check import PROBES, REQUIRED_OUTPUTS, CheckOptions, Result, check, collector_losses
-from .config import ConfigError, StackConfig
-from .drift import DriftParseError
 from .outputs import OutputsError, read_outputs
-from .preflight import PreflightError, preflight
-from .smoke import REQUIRED_OUTPUTS as SMOKE_OUTPUTS
-from .smoke import Hop, HopFailed, follow, send_telemetry, write_log_line
+from .preflight import PreflightError
+from .pulumi_cli import PulumiMissing
 
 EXIT_OK, EXIT_FAILED, EXIT_CANNOT_TELL = 0, 1, 2
 
@@ -30,12 +28,12 @@ EXIT_OK, EXIT_FAILED, EXIT_CANNOT_TELL = 0, 1, 2
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack", description="trace-stack's commands.")
     commands = parser.add_subparsers(dest="command", required=True)
-    default_log_dir = StackConfig(stack="").log_dir
+    own_stack = getpass.getuser()
 
     up_parser = commands.add_parser("up", help="bring your stack up, check it, and print its URLs",
                                     description="Create or select the stack, check what would stop it, deploy it "
                                                 "with `pulumi up`, then check every service is ready.")
-    up_parser.add_argument("--stack", default=lifecycle.default_stack_name(),
+    up_parser.add_argument("--stack", default=own_stack,
                            help="the stack (default: your login name, %(default)s)")
     up_parser.add_argument("--create-log-dir", action="store_true", help="create logDir if it is missing, without asking")
     up_parser.add_argument("--timeout", type=float, default=180.0, metavar="SECONDS",
@@ -55,20 +53,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     check_parser.add_argument("--json", action="store_true", help="print the results as JSON")
     check_parser.add_argument("--smoke", action="store_true",
                               help="then send a trace, metrics and a log line and wait for each to arrive")
-    check_parser.add_argument("--log-dir", default=default_log_dir,
-                              help="the stack's logDir, where --smoke appends its log line (default %(default)s)")
+    check_parser.add_argument("--log-dir", help="where --smoke appends its log line (default: the stack's logDir)")
 
     drift_parser = commands.add_parser(
         "drift", help="show how the running containers differ from the program",
         description="Refresh the stack from the Docker engine and preview it against the program "
                     "(pulumi preview --refresh --expect-no-changes --json). Exit 0: no drift, 1: drift, 2: could not tell.")
-    drift_parser.add_argument("--stack", default=lifecycle.default_stack_name(), help="the stack (default %(default)s)")
+    drift_parser.add_argument("--stack", default=own_stack, help="the stack (default %(default)s)")
     drift_parser.add_argument("--json", action="store_true", help="print the differences as JSON")
 
     down_parser = commands.add_parser("down", help="remove your stack's containers and network; the data stays",
                                       description="Destroy the stack's containers and network. Its data volumes "
                                                   "are kept unless --delete-data is given.")
-    down_parser.add_argument("--stack", default=lifecycle.default_stack_name(), help="the stack (default %(default)s)")
+    down_parser.add_argument("--stack", default=own_stack, help="the stack (default %(default)s)")
     down_parser.add_argument("--delete-data", action="store_true", help="remove the data volumes too")
 
     logs_parser = commands.add_parser("logs", help="pipe the app's tmux pane into logDir for Alloy (attach, detach, status)",
@@ -76,7 +73,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                                                   "logDir/api.log, which Alloy tails.")
     logs_parser.add_argument("action", choices=("attach", "detach", "status"))
     logs_parser.add_argument("--session", default="refly-api", help="the app's tmux session (default %(default)s)")
-    logs_parser.add_argument("--log-dir", default=default_log_dir, help="the stack's logDir (default %(default)s)")
+    logs_parser.add_argument("--stack", default=own_stack, help="the stack whose logDir Alloy reads (default %(default)s)")
+    logs_parser.add_argument("--log-dir", help="the directory to pipe into (default: the stack's logDir)")
 
     args = parser.parse_args(argv)
     return {"up": run_up, "check": run_check, "drift": run_drift, "down": run_down, "logs": run_logs}[args.command](args)
@@ -84,11 +82,14 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     out, err = _consoles()
-    required = REQUIRED_OUTPUTS + (SMOKE_OUTPUTS if args.smoke else ())
+    required = REQUIRED_OUTPUTS
+    if args.smoke:
+        from .smoke import REQUIRED_OUTPUTS as SMOKE_OUTPUTS
+        required += SMOKE_OUTPUTS
     try:
         outputs = read_outputs(tuple(dict.fromkeys(required)), outputs_file=args.outputs, stack=args.stack)
     except OutputsError as error:
-        err.print(f"check: {error}")
+        err.print(f"check: {error}", markup=False)
         return EXIT_CANNOT_TELL
     return _check_outputs(outputs, args, out, err)
 
@@ -140,6 +141,11 @@ def _collector_losses(prometheus_url: str, err: Console) -> list[str]:
 
 
 def run_up(args: argparse.Namespace) -> int:
+    from pulumi import automation as auto
+
+    from . import lifecycle
+    from .preflight import preflight
+
     out, err = _consoles()
 
     def ask(question: str) -> bool:
@@ -151,72 +157,84 @@ def run_up(args: argparse.Namespace) -> int:
         stack = lifecycle.open_stack(args.stack, create=True)
         settings = lifecycle.stack_settings(stack)
         preflight(settings, ask)
-    except (PreflightError, ConfigError) as error:
-        err.print(f"up: {error}")
+    except (PreflightError, PulumiMissing, ConfigError) as error:
+        err.print(f"up: {error}", markup=False)
         return EXIT_CANNOT_TELL
     try:
         outputs = lifecycle.up(stack, on_output=lambda line: out.print(line, markup=False))
     except auto.CommandError as error:
-        err.print(f"up: `pulumi up` failed for stack {args.stack}; its output is above ({_last_line(error)})")
+        err.print(f"up: `pulumi up` failed for stack {args.stack}; its output is above ({_last_line(error)})",
+                  markup=False)
         return EXIT_FAILED
     status = _check_outputs(outputs, args, out, err)
     out.print(f"\nstack {args.stack}:")
     for name, url in outputs.items():
-        out.print(f"  {name:<22} {url}")
+        out.print(f"  {name:<22} {url}", markup=False)
     return status
 
 
 def run_drift(args: argparse.Namespace) -> int:
+    from pulumi import automation as auto
+
+    from . import lifecycle
+
     out, err = _consoles()
     try:
         stack = lifecycle.open_stack(args.stack, create=False)
         with err.status(f"refreshing stack {args.stack} from the engine and previewing it", spinner="dots"):
             drifted = lifecycle.drift(stack)
-    except PreflightError as error:
-        err.print(f"drift: {error}")
+    except PulumiMissing as error:
+        err.print(f"drift: {error}", markup=False)
         return EXIT_CANNOT_TELL
     except auto.StackNotFoundError:
-        err.print(f"drift: no stack named {args.stack!r} (bring it up first: python -m stack up --stack {args.stack})")
+        err.print(f"drift: no stack named {args.stack!r} (bring it up first: python -m stack up --stack {args.stack})",
+                  markup=False)
         return EXIT_CANNOT_TELL
-    except DriftParseError as error:
-        err.print(f"drift: could not tell: {error}")
+    except lifecycle.DriftUnknown as error:
+        err.print(f"drift: could not tell, the preview failed: {error}", markup=False)
         return EXIT_CANNOT_TELL
     if args.json:
         out.print_json(json.dumps({"stack": args.stack, "drift": [
-            {"urn": d.urn, "op": d.op, "properties": d.properties, "summary": d.line()} for d in drifted]}))
+            {"urn": d.urn, "type": d.type, "op": d.op, "properties": d.properties, "summary": d.line()}
+            for d in drifted]}))
     elif drifted:
-        out.print(f"stack {args.stack} has drifted from the program:")
+        out.print(f"stack {args.stack} has drifted from the program:", markup=False)
         for resource in drifted:
             out.print(f"  {resource.line()}", markup=False)
-        out.print("`python -m stack up` puts it back.")
+        out.print("`python -m stack up` puts it back.", markup=False)
     else:
-        out.print(f"stack {args.stack}: no drift; the running containers match the program")
+        out.print(f"stack {args.stack}: no drift; the running containers match the program", markup=False)
     return EXIT_FAILED if drifted else EXIT_OK
 
 
 def run_down(args: argparse.Namespace) -> int:
+    from pulumi import automation as auto
+
+    from . import lifecycle
+
     out, err = _consoles()
     try:
         stack = lifecycle.open_stack(args.stack, create=False)
         settings = lifecycle.stack_settings(stack)
         volumes, failure = lifecycle.down(stack, settings, args.delete_data,
                                           on_output=lambda line: out.print(line, markup=False))
-    except (PreflightError, ConfigError) as error:
-        err.print(f"down: {error}")
+    except (PreflightError, PulumiMissing, ConfigError) as error:
+        err.print(f"down: {error}", markup=False)
         return EXIT_CANNOT_TELL
     except auto.StackNotFoundError:
-        err.print(f"down: no stack named {args.stack!r}")
+        err.print(f"down: no stack named {args.stack!r}", markup=False)
         return EXIT_CANNOT_TELL
     except auto.CommandError as error:
-        err.print(f"down: `pulumi destroy` failed for stack {args.stack}; its output is above ({_last_line(error)})")
+        err.print(f"down: `pulumi destroy` failed for stack {args.stack}; its output is above ({_last_line(error)})",
+                  markup=False)
         return EXIT_FAILED
     if failure:
-        err.print(f"down: the containers are gone, but removing the data volumes failed: {failure}")
+        err.print(f"down: the containers are gone, but removing the data volumes failed: {failure}", markup=False)
         return EXIT_FAILED
     if args.delete_data:
-        out.print(f"removed the data volumes: {', '.join(volumes)}")
+        out.print(f"removed the data volumes: {', '.join(volumes)}", markup=False)
     else:
-        out.print(f"kept the data volumes (remove them with `down --delete-data`): {', '.join(volumes)}")
+        out.print(f"kept the data volumes (remove them with `down --delete-data`): {', '.join(volumes)}", markup=False)
     return EXIT_OK
 
 
@@ -224,11 +242,32 @@ def run_logs(args: argparse.Namespace) -> int:
     out, err = _consoles()
     action = {"attach": logs.attach, "detach": logs.detach, "status": logs.status}[args.action]
     try:
-        out.print(action(args.session, args.log_dir).line(), markup=False)
-    except logs.LogsError as error:
-        err.print(f"logs: {error}")
+        log_dir = args.log_dir or stack_log_dir(args.stack)
+        out.print(action(args.session, log_dir).line(), markup=False)
+    except (logs.LogsError, LogDirUnknown) as error:
+        err.print(f"logs: {error}", markup=False)
         return EXIT_CANNOT_TELL
     return EXIT_OK
+
+
+class LogDirUnknown(Exception):
+    pass
+
+
+def stack_log_dir(stack_name: Optional[str]) -> str:
+    """The stack's own logDir, from its settings: where its Alloy reads the app's lines."""
+    from pulumi import automation as auto
+
+    from . import lifecycle
+
+    try:
+        name = stack_name or lifecycle.current_stack_name()
+        if name is None:
+            raise LogDirUnknown("no stack is selected: name one with --stack, or the directory with --log-dir")
+        return lifecycle.stack_settings(lifecycle.open_stack(name, create=False)).log_dir
+    except (PulumiMissing, ConfigError, auto.StackNotFoundError, auto.CommandError) as error:
+        raise LogDirUnknown(f"cannot read the stack's logDir ({_last_line(error)}): "
+                            f"name the directory with --log-dir") from None
 
 
 def _last_line(error: Exception) -> str:
@@ -251,20 +290,25 @@ def _probe_with_progress(outputs: dict[str, str], options: CheckOptions, console
         return asyncio.run(check(outputs, options))
 
 
-def _smoke(outputs: dict[str, str], args: argparse.Namespace, console: Console) -> list[Hop]:
+def _smoke(outputs: dict[str, str], args: argparse.Namespace, console: Console) -> list:
+    from .smoke import Hop, HopFailed, follow, send_telemetry, write_log_line
+
     sent_at = time.monotonic()
     try:
-        with console.status("sending a trace and metrics to the collector", spinner="dots"):
+        with console.status("sending a trace, metrics and a log record to the collector", spinner="dots"):
             trace_id = send_telemetry(outputs["otlp_http_endpoint"], timeout=min(args.timeout, 10.0))
     except HopFailed as failed:
         return [Hop(failed.hop, False, time.monotonic() - sent_at, str(failed))]
     hops = [Hop("collector accepted the telemetry", True, time.monotonic() - sent_at, f"trace id {trace_id}")]
     try:
-        path = write_log_line(args.log_dir, trace_id)
+        log_dir = args.log_dir or stack_log_dir(args.stack)
+        path = write_log_line(log_dir, trace_id)
         hops.append(Hop("log line written", True, time.monotonic() - sent_at, str(path)))
+    except LogDirUnknown as error:
+        hops.append(Hop("log line written", False, time.monotonic() - sent_at, str(error)))
     except OSError as error:
         hops.append(Hop("log line written", False, time.monotonic() - sent_at,
-                        f"cannot append to {args.log_dir}: {error.strerror} (is --log-dir the stack's logDir?)"))
+                        f"cannot append to {log_dir}: {error.strerror} (is it the stack's logDir?)"))
     with console.status(f"following trace {trace_id} through Tempo, Prometheus and Loki", spinner="dots"):
         hops += asyncio.run(follow(outputs, trace_id, sent_at, args.timeout))
     return hops

@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from .metric_names import COLLECTOR_ITEMS, COLLECTOR_LOSS_COUNTERS, collector_loss_selector
+from program.metric_names import COLLECTOR_ITEMS, COLLECTOR_LOSS_COUNTERS, collector_loss_selector
+from program.services import SERVICES
 
 REQUEST_TIMEOUT_SECONDS = 2.0
 
@@ -34,18 +35,18 @@ class WrongAnswer(Exception):
     """A client error (404, 401, ...): waiting will not change it, so it is not retried."""
 
 
-def _status_ok(response: httpx.Response) -> Optional[str]:
-    return None if response.status_code == 200 else f"HTTP {response.status_code}: {_snippet(response.text)}"
-
-
-def _grafana_database_ok(response: httpx.Response) -> Optional[str]:
+def judge(response: httpx.Response, json_field: Optional[tuple[str, str]]) -> Optional[str]:
+    """None when the answer says ready, else why not."""
     if response.status_code != 200:
         return f"HTTP {response.status_code}: {_snippet(response.text)}"
+    if json_field is None:
+        return None
+    key, expected = json_field
     try:
-        database = response.json().get("database")
-    except ValueError:
+        found = response.json().get(key)
+    except (ValueError, AttributeError):
         return f"not JSON: {_snippet(response.text)}"
-    return None if database == "ok" else f"database {database!r}, not 'ok'"
+    return None if found == expected else f"{key} {found!r}, not {expected!r}"
 
 
 def _was_refused(error: BaseException) -> bool:
@@ -64,19 +65,17 @@ def _snippet(text: str) -> str:
 @dataclass(frozen=True)
 class Probe:
     service: str
-    output: str  # the stack output holding the service's URL
+    output: str  # the stack output holding the URL of the port the service answers on
     path: str
-    judge: Callable[[httpx.Response], Optional[str]] = _status_ok  # None when ready, else why not
+    json_field: Optional[tuple[str, str]] = None
+
+    def url(self, outputs: dict[str, str]) -> str:
+        published = urlsplit(outputs[self.output])
+        return f"{published.scheme}://{published.netloc}{self.path}"
 
 
-PROBES = (
-    Probe("grafana", "grafana_url", "/api/health", _grafana_database_ok),
-    Probe("prometheus", "prometheus_url", "/-/ready"),
-    Probe("tempo", "tempo_url", "/ready"),
-    Probe("loki", "loki_url", "/ready"),
-    Probe("otel-collector", "collector_health_url", ""),
-    Probe("alloy", "alloy_url", "/-/ready"),
-)
+PROBES = tuple(Probe(service.name, service.port(service.readiness.port).output, service.readiness.path,
+                     service.readiness.json_field) for service in SERVICES)
 
 REQUIRED_OUTPUTS = tuple(probe.output for probe in PROBES)
 
@@ -132,7 +131,7 @@ async def probe_one(client: httpx.AsyncClient, probe: Probe, url: str, options: 
             refused_since = None
             raise NotReady(f"connection dropped ({type(error).__name__})") from None
         refused_since = None
-        reason = probe.judge(response)
+        reason = judge(response, probe.json_field)
         if reason and 400 <= response.status_code < 500 and response.status_code not in (408, 429):
             raise WrongAnswer(f"{reason} (is this the service's port?)")
         if reason:
@@ -167,11 +166,7 @@ async def probe_one(client: httpx.AsyncClient, probe: Probe, url: str, options: 
 
 async def check(outputs: dict[str, str], options: CheckOptions) -> list[Result]:
     async with httpx.AsyncClient(follow_redirects=False) as client:
-        return list(await asyncio.gather(*(
-            probe_one(client, probe, outputs[probe.output].rstrip("/") + probe.path
-                      if probe.path else outputs[probe.output], options)
-            for probe in PROBES
-        )))
+        return list(await asyncio.gather(*(probe_one(client, probe, probe.url(outputs), options) for probe in PROBES)))
 
 
 async def collector_losses(prometheus_url: str) -> list[str]:

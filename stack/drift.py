@@ -1,19 +1,21 @@
-"""Reading drift out of `pulumi preview --refresh --json`.
+"""Drift, read from the engine's own events during `pulumi preview --refresh`.
 
-The document is Pulumi's preview digest (pkg/backend/display/json.go, ShowPreviewDigest):
-`{"steps": [{"op", "urn", "diffReasons", "replaceReasons", "detailedDiff": {path: {"kind",
-"inputDiff"}}, "oldState", "newState"}], "changeSummary": {op: count}, "diagnostics": [...]}`.
-After a refresh, any step other than `same` (or a read) means the running containers and the
-program disagree.
+Each resource the preview would change arrives as a ResourcePreEvent whose metadata carries the
+step's op, the properties that differ (`diffs`, `detailed_diff`) and the resource's type; errors
+arrive as DiagnosticEvents. After a refresh, any op other than `same` (or a read) means the
+running containers and the program disagree.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+from typing import Iterable, Optional
 
-# Ops that change nothing (deploy.StepOp values).
-UNCHANGED_OPS = {"same", "read", "refresh", "discard"}
+from pulumi.automation import events
+
+ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
+# Ops that change nothing.
+UNCHANGED_OPS = {"same", "read", "refresh", "discard", "remove-pending-replace"}
 # A replacement shows as up to three steps on one URN; the strongest names it.
 _STRENGTH = ["update", "delete", "create", "create-replacement", "delete-replaced", "replace"]
 
@@ -35,23 +37,16 @@ PROPERTY_MEANING = {
 }
 
 
-class DriftParseError(Exception):
-    pass
-
-
 @dataclass
 class ResourceDrift:
     urn: str
+    type: str
     op: str
     properties: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return self.urn.rsplit("::", 1)[-1]
-
-    @property
-    def type(self) -> str:
-        return self.urn.rsplit("::", 2)[-2].rsplit("$", 1)[-1]
 
     def line(self) -> str:
         if self.op == "create":
@@ -65,33 +60,35 @@ class ResourceDrift:
         return f"{self.op:<8} {self.type} {self.name}: {why}"
 
 
-def parse_preview(text: str) -> list[ResourceDrift]:
-    """Every resource whose preview step is a change, one entry per resource."""
-    try:
-        digest = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DriftParseError(f"the preview printed no JSON ({error.msg})") from None
-    if not isinstance(digest, dict) or not isinstance(digest.get("steps", []), list):
-        raise DriftParseError("the preview's JSON has no list of steps")
-    errors = [d.get("message", "").strip() for d in digest.get("diagnostics", []) if d.get("severity") == "error"]
-    if errors and not digest.get("steps"):
-        raise DriftParseError(errors[0].splitlines()[0] if errors[0] else "the preview failed")
-
+def drift_from_events(engine_events: Iterable[events.EngineEvent]) -> list[ResourceDrift]:
+    """Every resource the preview would change, one entry per resource."""
     by_urn: dict[str, ResourceDrift] = {}
-    for step in digest.get("steps", []):
-        op = step.get("op", "")
-        if op in UNCHANGED_OPS or step.get("urn", "").endswith("::" + "pulumi:pulumi:Stack"):
+    for event in engine_events:
+        if event.resource_pre_event is None:
             continue
-        properties = list(dict.fromkeys([*(step.get("replaceReasons") or []), *(step.get("diffReasons") or []),
-                                         *(step.get("detailedDiff") or {})]))
-        current = by_urn.get(step["urn"])
+        step = event.resource_pre_event.metadata
+        op = step.op.value
+        if op in UNCHANGED_OPS or step.type == ROOT_STACK_TYPE:
+            continue
+        properties = list(dict.fromkeys([*(step.keys or []), *(step.diffs or []), *(step.detailed_diff or {})]))
+        current = by_urn.get(step.urn)
         if current is None:
-            by_urn[step["urn"]] = ResourceDrift(step["urn"], _normal(op), properties)
+            by_urn[step.urn] = ResourceDrift(step.urn, step.type, _normal(op), properties)
         else:
             if _STRENGTH.index(_normal(op)) > _STRENGTH.index(current.op):
                 current.op = _normal(op)
             current.properties = list(dict.fromkeys(current.properties + properties))
     return list(by_urn.values())
+
+
+def first_error(engine_events: Iterable[events.EngineEvent]) -> Optional[str]:
+    """The engine's first error diagnostic, its first line, or None."""
+    for event in engine_events:
+        diagnostic = event.diagnostic_event
+        if diagnostic is not None and diagnostic.severity == "error":
+            lines = [line.strip() for line in diagnostic.message.splitlines() if line.strip()]
+            return lines[0] if lines else "the preview failed"
+    return None
 
 
 def _normal(op: str) -> str:

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Optional
 
-PULUMI_INSTALL_HINT = "install it with: curl -fsSL https://get.pulumi.com | sh"
+from .pulumi_cli import PULUMI_INSTALL_HINT, pulumi_env
 
 
 class OutputsError(Exception):
@@ -47,7 +47,7 @@ def read_outputs(required: tuple[str, ...], outputs_file: Optional[str] = None,
         raise OutputsError(f"the pulumi CLI is not installed ({PULUMI_INSTALL_HINT}), "
                            f"or pass the outputs with --outputs FILE")
     command = [pulumi, "stack", "output", "--json", *(["--stack", stack] if stack else [])]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, env=pulumi_env())
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or ["no message"])[-1]
         raise OutputsError(f"`{' '.join(command[1:])}` failed: {reason}")

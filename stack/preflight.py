@@ -11,22 +11,14 @@ import subprocess
 from pathlib import Path
 from typing import Callable, Optional
 
-from .config import StackConfig
-from .outputs import PULUMI_INSTALL_HINT
-from .ports import published_ports
+from program.ports import published_ports
+from program.settings import StackConfig
 
 DOCKER_TIMEOUT_SECONDS = 15
 
 
 class PreflightError(Exception):
     """Something must be fixed first; the message says what and how."""
-
-
-def require_pulumi() -> str:
-    path = shutil.which("pulumi")
-    if path is None:
-        raise PreflightError(f"the pulumi CLI is not installed: {PULUMI_INSTALL_HINT}")
-    return path
 
 
 def docker(config: StackConfig, *args: str) -> subprocess.CompletedProcess:

@@ -32,8 +32,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from .metric_names import prometheus_metric_name
-from .log_labels import LOG_LABELS, PINO_LEVELS
+from program.metric_names import prometheus_metric_name
+from program.log_labels import LOG_LABELS, PINO_LEVELS
 
 SMOKE_SERVICE = "trace-stack-smoke"
 COUNTER = ("trace_stack.smoke.runs", "")

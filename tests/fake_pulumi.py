@@ -1,8 +1,11 @@
 """A stand-in for the `pulumi` CLI: records every call and answers as the real CLI would.
 
 Driven by a JSON file named in FAKE_PULUMI (written by tests/test_commands.py):
-{"log": path, "stacks": [names], "config": {...}, "outputs": {...}, "preview": {...} | null,
- "preview_exit": int, "up_exit": int, "destroy_exit": int}
+{"log": path, "stacks": [names], "config": {...}, "outputs": {...},
+ "preview_events": [engine events], "preview_exit": int, "up_exit": int, "destroy_exit": int}
+
+Engine events go to the Automation API as the CLI sends them (`--event-log`): the ones the spec
+names for a preview, then the summary and the cancel event that end every run.
 """
 
 import json
@@ -10,25 +13,25 @@ import os
 import sys
 
 
-ENGINE_EVENTS = [
-    {"sequence": 1, "timestamp": 1, "summaryEvent": {
-        "maybeCorrupt": False, "durationSeconds": 1, "resourceChanges": {}, "PolicyPacks": {}}},
-    {"sequence": 2, "timestamp": 2, "cancelEvent": {}},
+CLOSING_EVENTS = [
+    {"summaryEvent": {"maybeCorrupt": False, "durationSeconds": 1, "resourceChanges": {}, "PolicyPacks": {}}},
+    {"cancelEvent": {}},
 ]
 
 
-def send_events(destination):
+def send_events(destination, events):
     """Engine events as the CLI sends them: over gRPC to tcp://host:port (CLI > 3.205), else to a file."""
+    events = [{"sequence": number, "timestamp": number, **event} for number, event in enumerate(events, start=1)]
     if destination.startswith("tcp://"):
         import grpc
         from pulumi.runtime.proto import events_pb2, events_pb2_grpc
 
         with grpc.insecure_channel(destination[len("tcp://"):]) as channel:
             events_pb2_grpc.EventsStub(channel).StreamEvents(
-                iter([events_pb2.EventRequest(event=json.dumps(event)) for event in ENGINE_EVENTS]))
+                iter([events_pb2.EventRequest(event=json.dumps(event)) for event in events]))
     else:
-        with open(destination, "a") as events:
-            events.writelines(json.dumps(event) + "\n" for event in ENGINE_EVENTS)
+        with open(destination, "a") as log:
+            log.writelines(json.dumps(event) + "\n" for event in events)
 
 
 def main(raw_args):
@@ -60,13 +63,13 @@ def main(raw_args):
                            "config": {}, "result": "succeeded", "resourceChanges": {"create": 19}}]))
         return 0
     if args[:1] in (["up"], ["preview"], ["destroy"]):
+        events = spec.get("preview_events", []) if args[0] == "preview" else []
         if "--event-log" in args:
-            send_events(args[args.index("--event-log") + 1])
+            send_events(args[args.index("--event-log") + 1], events + CLOSING_EVENTS)
         if args[0] == "preview":
-            if spec.get("preview") is not None:
-                print(json.dumps(spec["preview"], indent=4))
-            else:
-                print("error: could not connect to the Docker engine", file=sys.stderr)
+            for event in events:
+                if "diagnosticEvent" in event:
+                    print(event["diagnosticEvent"]["prefix"] + event["diagnosticEvent"]["message"], file=sys.stderr)
             return spec.get("preview_exit", 0)
         print(f"{args[0]}: stack {stack}: done")
         return spec.get(f"{args[0]}_exit", 0)

@@ -15,6 +15,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "trace-stack"
+COMPONENT = "trace-stack"  # the TraceStack's name in __main__.py; its children's names start with it
 
 # How the engine marks a secret value in the inputs it hands a provider.
 SECRET_SIGNATURE = "1b47061264138c4ac30d75fd1eb44270"
@@ -44,9 +45,14 @@ class Program:
         assert len(matches) == 1, f"expected one {short_type} {name}, found {len(matches)}"
         return matches[0]
 
+    def child(self, short_type: str, suffix: str) -> Declared:
+        """The component's child named `{component}-{suffix}`."""
+        return self.one(short_type, f"{COMPONENT}-{suffix}")
+
     @property
     def containers(self) -> dict[str, dict]:
-        return {r.name: r.inputs for r in self.of_type("container:Container")}
+        """Each container's inputs, by its service."""
+        return {r.name.removeprefix(f"{COMPONENT}-"): r.inputs for r in self.of_type("container:Container")}
 
 
 class RecordingMocks(pulumi.runtime.Mocks):

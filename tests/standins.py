@@ -1,4 +1,4 @@
-"""Small local stand-ins for the stack's HTTP endpoints, on free loopback ports.
+"""Small local stand-ins for the stack's HTTP endpoints, each on a loopback port of its own.
 
 The smoke stand-ins are fed only by what the OpenTelemetry SDK really sends: the collector
 decodes the OTLP protobuf it receives, and Tempo, Prometheus and Loki answer from that; Loki also
@@ -33,12 +33,11 @@ def as_json(status: int, body) -> Reply:
 
 
 class StandIn:
-    """An HTTP server answering `routes` (path regex -> handler) after `delay` seconds each,
-    and 503 to everything until `ready_after` seconds from start."""
+    """An HTTP server on a loopback port of its own (bound as port 0), answering `routes` (path
+    regex -> handler) after `delay` seconds each."""
 
-    def __init__(self, routes: dict[str, Route], delay: float = 0.0, ready_after: float = 0.0):
+    def __init__(self, routes: dict[str, Route], delay: float = 0.0):
         self.routes, self.delay = routes, delay
-        self.ready_at = time.monotonic() + ready_after
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -68,8 +67,6 @@ class StandIn:
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def reply(self, path: str, query: dict, body: bytes) -> Reply:
-        if time.monotonic() < self.ready_at:
-            return text(503, "not ready: still starting")
         for pattern, route in self.routes.items():
             if re.fullmatch(pattern, path):
                 return route(path, query, body)

@@ -8,24 +8,27 @@ import time
 
 import pytest
 
+from program.log_labels import LOG_LABELS, PINO_LEVELS
+from program.metric_names import prometheus_metric_name
 from stack.outputs import OutputsError, parse_outputs
-from stack.log_labels import LOG_LABELS, PINO_LEVELS
-from stack.metric_names import prometheus_metric_name
 from tests.program import ROOT
 from tests.standins import (
     StandIn, Telemetry, as_json, collector_routes, grafana_health, loki_routes, loki_whose_queries_hang, prometheus_routes,
-    ready_text, tempo_routes,
+    ready_text, tempo_routes, text,
 )
-from tests.tools import free_port, prometheus_server
+from tests.tools import prometheus_server, unused_port
 
 SERVICES = ("grafana", "prometheus", "tempo", "loki", "otel-collector", "alloy")
 
 
-def run_check(*args, env=None, timeout=120):
-    started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "stack", "check", *args], cwd=ROOT, capture_output=True,
-                            text=True, env=env, timeout=timeout)
-    return result, time.monotonic() - started
+# Far beyond any wait a test expects: a check that waits it out has waited for what it should
+# have reported at once, and the command is stopped, failing the test.
+LONG_TIMEOUT = "600"
+
+
+def run_check(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "stack", "check", *args], cwd=ROOT, capture_output=True,
+                          text=True, env=env, timeout=120)
 
 
 def outputs_file(tmp_path, **urls):
@@ -74,7 +77,7 @@ def lines_by_service(stdout):
 
 
 def test_a_healthy_stack_passes_and_every_service_is_named(tmp_path, stand_ins, real_prometheus):
-    result, _ = run_check("--outputs", str(outputs_file(tmp_path, **healthy_urls(stand_ins, real_prometheus))),
+    result = run_check("--outputs", str(outputs_file(tmp_path, **healthy_urls(stand_ins, real_prometheus))),
                           "--timeout", "20")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = lines_by_service(result.stdout)
@@ -92,51 +95,52 @@ def test_what_the_collector_lost_is_named_without_failing_the_check(tmp_path, st
              "value": [time.time(), "2753"]}]}})
 
     prometheus = stand_ins({"/-/ready": ready_text(), "/api/v1/query": loss_series})
-    result, _ = run_check("--outputs", str(outputs_file(tmp_path, **healthy_urls(stand_ins, prometheus))))
+    result = run_check("--outputs", str(outputs_file(tmp_path, **healthy_urls(stand_ins, prometheus))))
     assert result.returncode == 0, result.stderr
     assert ("check: the collector has lost data since it started: exporter otlp/tempo failed to send 2753 spans "
             "(otelcol_exporter_send_failed_spans)") in result.stderr
 
 
-def test_a_service_that_is_down_is_named_well_before_the_timeout(tmp_path, stand_ins, real_prometheus):
-    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+def test_a_service_that_is_down_is_named_without_waiting_for_the_timeout(tmp_path, stand_ins, real_prometheus):
+    closed = f"http://127.0.0.1:{unused_port()}"  # nothing listens there
     urls = healthy_urls(stand_ins, real_prometheus, loki_url=closed)
-    result, elapsed = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", "60",
-                                "--down-after", "2")
+    result = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", LONG_TIMEOUT,
+                       "--down-after", "1")
     assert result.returncode == 1
     loki = lines_by_service(result.stdout)["loki"]
     assert "NOT READY" in loki and "refused" in loki
     assert "not ready: loki" in result.stderr
-    assert elapsed < 15  # the 60 s timeout is for services still starting, not for one that is down
 
 
-def test_a_service_still_starting_is_waited_for_and_timed(tmp_path, stand_ins, real_prometheus):
-    urls = healthy_urls(stand_ins, real_prometheus, tempo_url=stand_ins({"/ready": ready_text()}, ready_after=3.0))
-    result, _ = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", "20", "--json")
+def test_a_service_still_starting_is_waited_for(tmp_path, stand_ins, real_prometheus):
+    answers = iter([503, 503, 503])
+
+    def starting(path, query, body):
+        status = next(answers, 200)
+        return text(status, "ready" if status == 200 else "not ready: still starting")
+
+    urls = healthy_urls(stand_ins, real_prometheus, tempo_url=stand_ins({"/ready": starting}))
+    result = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", LONG_TIMEOUT, "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     services = {service["service"]: service for service in report["services"]}
     assert report["ok"] is True and services["tempo"]["ready"] is True
-    # Ready 3 s after the stand-in started, less the second the command takes to start.
-    assert services["tempo"]["seconds"] >= 2.0 and services["tempo"]["attempts"] > 1
-    assert services["grafana"]["seconds"] < 2.0
+    assert services["tempo"]["attempts"] == 4 and services["grafana"]["attempts"] == 1
 
 
 def test_a_service_never_ready_fails_at_the_timeout_with_its_answer(tmp_path, stand_ins, real_prometheus):
     urls = healthy_urls(stand_ins, real_prometheus, grafana_url=stand_ins({"/api/health": grafana_health("failing")}))
-    result, elapsed = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", "2")
+    result = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", "2")
     assert result.returncode == 1
     grafana = lines_by_service(result.stdout)["grafana"]
     assert "database 'failing'" in grafana and "still not ready after 2s" in grafana
-    assert 2 <= elapsed < 15
 
 
-def test_a_client_error_names_status_and_body_at_once(tmp_path, stand_ins, real_prometheus):
+def test_a_client_error_names_status_and_body_without_waiting(tmp_path, stand_ins, real_prometheus):
     urls = healthy_urls(stand_ins, real_prometheus, alloy_url=stand_ins({}))
-    result, elapsed = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", "60")
+    result = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", LONG_TIMEOUT)
     assert result.returncode == 1
     assert "HTTP 404: '404 page not found' (is this the service's port?)" in lines_by_service(result.stdout)["alloy"]
-    assert elapsed < 15  # a 404 will not turn into a 200 by waiting
 
 
 # --- where the outputs come from ----------------------------------------------------------------
@@ -161,7 +165,7 @@ def test_outputs_that_cannot_be_used_say_why(text, complaint):
 
 def test_without_the_pulumi_cli_the_check_says_how_to_install_it(tmp_path):
     env = {**os.environ, "PATH": str(tmp_path)}
-    result, _ = run_check("--stack", "alice", env=env)
+    result = run_check("--stack", "alice", env=env)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip() == ("check: the pulumi CLI is not installed (install it with: curl -fsSL "
                                      "https://get.pulumi.com | sh), or pass the outputs with --outputs FILE")
@@ -173,14 +177,14 @@ def test_the_check_asks_pulumi_for_the_named_stacks_outputs(tmp_path, stand_ins,
     fake = tmp_path / "pulumi"
     fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\ncat {outputs}\n')
     fake.chmod(0o755)
-    result, _ = run_check("--stack", "alice", "--timeout", "10",
+    result = run_check("--stack", "alice", "--timeout", "10",
                           env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
     assert result.returncode == 0, result.stderr
     assert calls.read_text().splitlines() == ["stack output --json --stack alice"]
 
 
 def test_a_missing_outputs_file_is_one_line(tmp_path):
-    result, _ = run_check("--outputs", str(tmp_path / "nope.json"))
+    result = run_check("--outputs", str(tmp_path / "nope.json"))
     assert result.returncode == 2
     assert result.stderr.strip() == f"check: cannot read {tmp_path / 'nope.json'}: No such file or directory"
 
@@ -208,7 +212,7 @@ def smoke_stack(tmp_path, stand_ins):
 
 def test_smoke_follows_one_trace_id_through_every_hop(smoke_stack):
     telemetry, log_dir, outputs = smoke_stack
-    result, _ = run_check("--outputs", str(outputs), "--smoke", "--log-dir", str(log_dir), "--timeout", "10", "--json")
+    result = run_check("--outputs", str(outputs), "--smoke", "--log-dir", str(log_dir), "--timeout", "10", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     hops = {hop["name"]: hop for hop in report["hops"]}
@@ -233,12 +237,34 @@ def test_smoke_names_the_hop_that_never_arrived(smoke_stack, tmp_path):
     _, _, outputs = smoke_stack
     elsewhere = tmp_path / "not-the-log-dir"
     elsewhere.mkdir()
-    result, _ = run_check("--outputs", str(outputs), "--smoke", "--log-dir", str(elsewhere), "--timeout", "3")
+    result = run_check("--outputs", str(outputs), "--smoke", "--log-dir", str(elsewhere), "--timeout", "3")
     assert result.returncode == 1
     assert "never arrived: Loki has the Pino log line" in result.stderr
     missing = [line for line in result.stdout.splitlines() if "MISSING" in line]
     assert len(missing) == 1 and missing[0].startswith("Loki has the Pino log line")
     assert "not there after 3s: no line from Alloy with the trace id yet" in missing[0]
+
+
+def test_smoke_reads_every_stream_loki_answers_with(smoke_stack, stand_ins):
+    """Another line that mentions the trace id, in a stream of its own ahead of the smoke's lines,
+    does not hide them."""
+    telemetry, log_dir, outputs = smoke_stack
+    routes = loki_routes(log_dir, telemetry, PINO_LEVELS, LOG_LABELS)
+    answer_streams = routes["/loki/api/v1/query_range"]
+
+    def with_another_stream_first(path, query, body):
+        status, content_type, payload = answer_streams(path, query, body)
+        answer = json.loads(payload)
+        needle = query["query"].rsplit('"', 2)[1]
+        answer["data"]["result"].insert(0, {"stream": {**LOG_LABELS, "level": "debug"},
+                                            "values": [["1", json.dumps({"msg": f"retrying {needle}"})]]})
+        return as_json(200, answer)
+
+    urls = json.loads(outputs.read_text())
+    urls["loki_url"] = stand_ins({**routes, "/loki/api/v1/query_range": with_another_stream_first})
+    outputs.write_text(json.dumps(urls))
+    result = run_check("--outputs", str(outputs), "--smoke", "--log-dir", str(log_dir), "--timeout", "10")
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_smoke_tells_a_loki_whose_queries_hang_from_a_line_not_there_yet(smoke_stack, stand_ins):
@@ -247,7 +273,7 @@ def test_smoke_tells_a_loki_whose_queries_hang_from_a_line_not_there_yet(smoke_s
     urls["loki_url"] = stand_ins(loki_whose_queries_hang(lines_received=2))
     outputs.write_text(json.dumps(urls))
     # A timeout far beyond the per-query one: the hop must fail on the first query that hangs.
-    result, _ = run_check("--outputs", str(outputs), "--smoke", "--log-dir", str(log_dir), "--timeout", "60")
+    result = run_check("--outputs", str(outputs), "--smoke", "--log-dir", str(log_dir), "--timeout", "60")
     assert result.returncode == 1
     missing = [line for line in result.stdout.splitlines() if "MISSING" in line]
     assert len(missing) == 2, result.stdout
@@ -259,9 +285,9 @@ def test_smoke_tells_a_loki_whose_queries_hang_from_a_line_not_there_yet(smoke_s
 def test_smoke_with_the_collector_refusing_names_it(smoke_stack, tmp_path):
     _, log_dir, outputs = smoke_stack
     urls = json.loads(outputs.read_text())
-    urls["otlp_http_endpoint"] = f"http://127.0.0.1:{free_port()}"
+    urls["otlp_http_endpoint"] = f"http://127.0.0.1:{unused_port()}"
     outputs.write_text(json.dumps(urls))
-    result, _ = run_check("--outputs", str(outputs), "--smoke", "--log-dir", str(log_dir), "--timeout", "3")
+    result = run_check("--outputs", str(outputs), "--smoke", "--log-dir", str(log_dir), "--timeout", "3")
     assert result.returncode == 1
     assert "never arrived: collector accepts the trace" in result.stderr
 

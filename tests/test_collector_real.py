@@ -10,7 +10,6 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-
 from types import SimpleNamespace
 
 import pytest
@@ -22,18 +21,16 @@ from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from stack.config import parse_settings
-from stack.metric_names import prometheus_metric_name
+from program.log_labels import LOG_LABELS, PINO_LEVELS
+from program.metric_names import prometheus_metric_name
+from program.render import EXEMPLAR_TRACE_ID_LABELS, TRACE_ID_FIELD_REGEX
 from stack.check import collector_losses
-from stack.log_labels import LOG_LABELS, PINO_LEVELS
-from stack.render import EXEMPLAR_TRACE_ID_LABELS, TRACE_ID_FIELD_REGEX, render_service_files, template_values
-from stack.services import declare_services
 from stack.smoke import COUNTER, HISTOGRAM, SMOKE_SERVICE, send_telemetry
 from tests.loki_push import LokiPushStandIn
 from tests.program import ROOT
 from tests.tools import (
-    alloy_blocks, collector_process, loopback_values, prometheus_server, rendered_collector_config, run_go_template,
-    stages,
+    alloy_blocks, collector_process, loopback_values, prometheus_server, rendered_files, run_go_template, stages,
+    wait_until,
 )
 from tools.build_services import BuildError, collector
 
@@ -44,7 +41,7 @@ KINDS = ("receivers", "processors", "exporters", "extensions", "connectors")
 def test_the_manifest_has_every_component_the_config_names():
     manifest = yaml.safe_load(MANIFEST.read_text())
     built = {kind: {entry["gomod"].split()[0].rsplit("/", 1)[1] for entry in manifest.get(kind, [])} for kind in KINDS}
-    used = yaml.safe_load(rendered_collector_config(template_values(parse_settings("dev", {}))))
+    used = yaml.safe_load(rendered_files("otel-collector")["/etc/otelcol-contrib/config.yaml"])
     for kind in KINDS:
         for component in used.get(kind, {}):
             module = component.split("/")[0].replace("_", "") + kind[:-1]  # memory_limiter -> memorylimiterprocessor
@@ -63,7 +60,7 @@ def otelcol():
 
 def test_the_collector_accepts_the_default_config(otelcol, tmp_path):
     path = tmp_path / "config.yaml"
-    path.write_text(rendered_collector_config(template_values(parse_settings("dev", {}))))
+    path.write_text(rendered_files("otel-collector")["/etc/otelcol-contrib/config.yaml"])
     result = subprocess.run([str(otelcol), "validate", "--config", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
@@ -90,13 +87,7 @@ def query(prometheus, path, **params):
 
 
 def wait_for(what, look, log_path, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = look()
-        if found:
-            return found
-        time.sleep(0.5)
-    pytest.fail(f"{what} never arrived; collector log:\n{log_path.read_text()[-3000:]}")
+    return wait_until(f"{what} arrived", look, timeout, lambda: "collector log:\n" + log_path.read_text()[-3000:])
 
 
 def test_sdk_telemetry_reaches_prometheus_with_its_trace_id_as_exemplar(running):
@@ -219,9 +210,7 @@ def entry_line(line: dict) -> str:
 def test_alloy_labels_a_pino_line_as_the_collector_labels_the_same_record(running, tmp_path):
     """One label scheme for both log paths: for each level, the labels Alloy's rendered pipeline
     gives a Pino line equal those the real collector gave a record of that severity."""
-    config = parse_settings("dev", {})
-    [alloy_service] = [s for s in declare_services(config) if s.name == "alloy"]
-    alloy = alloy_blocks(render_service_files(alloy_service, template_values(config))["/etc/alloy/config.alloy"], tmp_path)
+    alloy = alloy_blocks(rendered_files("alloy")["/etc/alloy/config.alloy"], tmp_path)
     pipeline = dict(stages(alloy[("loki.process", "pino")]))
     assert set(pipeline["stage.labels"]["values"]) == {"level"}
     static = pipeline["stage.static_labels"]["values"]

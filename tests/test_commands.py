@@ -11,67 +11,85 @@ from pathlib import Path
 
 import pytest
 
-from stack.drift import DriftParseError, parse_preview
+from pulumi.automation.events import EngineEvent
+
+from stack.drift import drift_from_events, first_error
 from tests.program import ROOT
-from tests.standins import StandIn, grafana_health, ready_text
-from tests.tools import free_port
+from program.log_labels import LOG_LABELS, PINO_LEVELS
+from tests.standins import (
+    StandIn, Telemetry, collector_routes, grafana_health, loki_routes, prometheus_routes, ready_text, tempo_routes,
+)
+from tests.tools import unused_port, wait_until
 
 URN = "urn:pulumi:alice::trace-stack::trace-stack:index:TraceStack$docker:index/container:Container::"
 STACK_URN = "urn:pulumi:alice::trace-stack::pulumi:pulumi:Stack::trace-stack-alice"
 
 
-def step(op, name, kind="container:Container", **fields):
-    urn = URN.replace("container:Container", kind) + name
-    return {"op": op, "urn": urn, "provider": "", **fields}
+def step(op, name, kind="container:Container", **metadata):
+    """A ResourcePreEvent as the engine sends it for one step of a preview."""
+    urn = (STACK_URN if kind == "Stack" else URN.replace("container:Container", kind) + name)
+    resource_type = "pulumi:pulumi:Stack" if kind == "Stack" else f"docker:index/{kind}"
+    return {"resourcePreEvent": {"metadata": {"op": op, "urn": urn, "type": resource_type, "provider": "",
+                                              **metadata}, "planning": True}}
 
 
-NO_CHANGES = {"steps": [{"op": "same", "urn": STACK_URN}, step("same", "grafana"), step("same", "loki")],
-              "changeSummary": {"same": 3}, "duration": 1000000}
-UPDATED = {"steps": [step("update", "prometheus", diffReasons=["memory"],
-                          detailedDiff={"memory": {"kind": "update", "inputDiff": False}})],
-           "changeSummary": {"update": 1}}
-REPLACED = {"steps": [
-    step("replace", "tempo", replaceReasons=["uploads"], diffReasons=["uploads"],
-         detailedDiff={"uploads[0].content": {"kind": "update-replace", "inputDiff": True}}),
-    step("delete-replaced", "tempo", replaceReasons=["uploads"]),
-    step("create-replacement", "tempo", replaceReasons=["uploads"]),
-    step("replace", "grafana", replaceReasons=["image"], diffReasons=["image"]),
-], "changeSummary": {"replace": 2}}
-CREATED_AND_DELETED = {"steps": [step("create", "alloy"), step("delete", "old-dashboard-sidecar")],
-                       "changeSummary": {"create": 1, "delete": 1}}
+def error(message):
+    return {"diagnosticEvent": {"message": message + "\n", "color": "raw", "severity": "error", "prefix": "error: "}}
 
 
-# --- the drift parser ---------------------------------------------------------------------------
+NO_CHANGES = [step("same", "", "Stack"), step("same", "grafana"), step("same", "loki")]
+UPDATED = [step("same", "", "Stack"), step("update", "prometheus", diffs=["memory"],
+                                            detailedDiff={"memory": {"diffKind": "update", "inputDiff": False}})]
+REPLACED = [
+    step("replace", "tempo", keys=["uploads"], diffs=["uploads"],
+         detailedDiff={"uploads[0].content": {"diffKind": "update-replace", "inputDiff": True}}),
+    step("delete-replaced", "tempo", keys=["uploads"]),
+    step("create-replacement", "tempo", keys=["uploads"]),
+    step("replace", "grafana", keys=["image"], diffs=["image"]),
+]
+CREATED_AND_DELETED = [step("create", "alloy"), step("delete", "old-dashboard-sidecar")]
+# As the real CLI reports a preview whose provider plugin cannot be had: steps, then the error.
+FAILED = [step("create", "", "Stack"), step("create", "grafana"),
+          error("could not load plugin for docker provider 'default_5_2_0': no resource plugin 'docker-v5.2.0' found\n"
+                "  in the workspace or on your $PATH")]
+
+
+def events(*engine_events):
+    return [EngineEvent.from_json({"sequence": 1, "timestamp": 1, **event}) for event in engine_events]
+
+
+# --- drift, from the engine's events ------------------------------------------------------------
 
 
 def test_no_changes_is_no_drift():
-    assert parse_preview(json.dumps(NO_CHANGES)) == []
+    assert drift_from_events(events(*NO_CHANGES)) == []
 
 
 def test_an_update_names_the_property_that_differs():
-    [drift] = parse_preview(json.dumps(UPDATED))
+    [drift] = drift_from_events(events(*UPDATED))
     assert (drift.op, drift.name, drift.properties) == ("update", "prometheus", ["memory"])
     assert drift.line() == "update   docker:index/container:Container prometheus: its memory limit changed"
 
 
 def test_a_replacement_is_one_entry_per_resource_with_its_reason():
-    drifts = {d.name: d for d in parse_preview(json.dumps(REPLACED))}
+    drifts = {d.name: d for d in drift_from_events(events(*REPLACED))}
     assert set(drifts) == {"tempo", "grafana"} and {d.op for d in drifts.values()} == {"replace"}
     assert "a config file the container reads changed" in drifts["tempo"].line()
     assert "the image changed" in drifts["grafana"].line()
 
 
 def test_a_create_and_a_delete():
-    drifts = {d.name: d for d in parse_preview(json.dumps(CREATED_AND_DELETED))}
+    drifts = {d.name: d for d in drift_from_events(events(*CREATED_AND_DELETED))}
     assert drifts["alloy"].op == "create" and "removed outside Pulumi" in drifts["alloy"].line()
     assert drifts["old-dashboard-sidecar"].op == "delete"
 
 
-@pytest.mark.parametrize("text", ["", "Previewing update (alice):", '{"steps": 3}',
-                                  '{"diagnostics": [{"severity": "error", "message": "docker unreachable"}]}'])
-def test_output_that_is_no_preview_digest_cannot_tell(text):
-    with pytest.raises(DriftParseError):
-        parse_preview(text)
+def test_the_root_stack_is_never_drift_and_the_first_error_is_named():
+    # The root stack's URN ends with the stack's name, not its type: it is known by its type.
+    assert [d.name for d in drift_from_events(events(*FAILED))] == ["grafana"]
+    assert first_error(events(*FAILED)) == (
+        "could not load plugin for docker provider 'default_5_2_0': no resource plugin 'docker-v5.2.0' found")
+    assert first_error(events(*UPDATED)) is None
 
 
 # --- commands against the fake CLI --------------------------------------------------------------
@@ -85,8 +103,8 @@ class Cli:
         self.bin.mkdir()
         self.log = tmp_path / "calls.jsonl"
         self.spec_path = tmp_path / "fake.json"
-        self.spec = {"log": str(self.log), "stacks": ["alice"], "config": {}, "outputs": {}, "preview": NO_CHANGES,
-                     **spec}
+        self.spec = {"log": str(self.log), "stacks": ["alice"], "config": {}, "outputs": {},
+                     "preview_events": NO_CHANGES, **spec}
         self.spec_path.write_text(json.dumps(self.spec))
         self._script("pulumi", f'exec {sys.executable} {ROOT / "tests" / "fake_pulumi.py"} "$@"')
         self.env = {**os.environ, "PATH": f"{self.bin}:{os.environ['PATH']}", "FAKE_PULUMI": str(self.spec_path),
@@ -99,9 +117,10 @@ class Cli:
         path.write_text(f"#!/bin/sh\n{body}\n")
         path.chmod(0o755)
 
-    def fake_docker(self, tmp_path):
+    def fake_docker(self, tmp_path, volume_rm_exit=0):
         calls = tmp_path / "docker-calls"
-        self._script("docker", f'echo "$@" >> {calls}\ncase "$1" in version) echo 28.2.2;; esac')
+        self._script("docker", f'echo "$@" >> {calls}\ncase "$1" in version) echo 28.2.2;; '
+                               f'volume) exit {volume_rm_exit};; esac')
         return calls
 
     def run(self, *args, timeout=60):
@@ -123,7 +142,7 @@ def test_drift_runs_a_refreshing_preview_that_expects_no_changes(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "stack alice: no drift" in result.stdout
     preview = cli.call(["preview"])["args"]
-    for flag in ("--refresh", "--expect-no-changes", "--json"):
+    for flag in ("--refresh", "--expect-no-changes", "--event-log"):
         assert flag in preview
     assert preview[-2:] == ["--stack", "alice"]
     assert cli.call(["stack", "select"])["args"][:4] == ["stack", "select", "--stack", "alice"]
@@ -131,7 +150,7 @@ def test_drift_runs_a_refreshing_preview_that_expects_no_changes(tmp_path):
 
 
 def test_drift_exits_1_and_names_each_difference(tmp_path):
-    cli = Cli(tmp_path, preview=REPLACED, preview_exit=255)
+    cli = Cli(tmp_path, preview_events=REPLACED, preview_exit=255)
     result = cli.run("drift", "--stack", "alice")
     assert result.returncode == 1, result.stderr
     assert "replace  docker:index/container:Container tempo: a config file the container reads changed" in result.stdout
@@ -139,10 +158,17 @@ def test_drift_exits_1_and_names_each_difference(tmp_path):
     assert {entry["op"] for entry in report["drift"]} == {"replace"}
 
 
-def test_drift_that_cannot_be_read_exits_2(tmp_path):
-    cli = Cli(tmp_path, preview=None, preview_exit=255)
-    result = cli.run("drift", "--stack", "alice")
-    assert result.returncode == 2 and result.stderr.startswith("drift: could not tell")
+def test_a_preview_that_failed_after_some_steps_cannot_tell_and_names_the_error(tmp_path):
+    result = Cli(tmp_path, preview_events=FAILED, preview_exit=255).run("drift", "--stack", "alice")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip() == ("drift: could not tell, the preview failed: could not load plugin for docker "
+                                     "provider 'default_5_2_0': no resource plugin 'docker-v5.2.0' found")
+    assert "drifted" not in result.stdout
+
+
+def test_a_preview_that_failed_without_a_step_or_a_diagnostic_cannot_tell(tmp_path):
+    result = Cli(tmp_path, preview_events=[], preview_exit=255).run("drift", "--stack", "alice")
+    assert result.returncode == 2 and result.stderr.startswith("drift: could not tell, the preview failed: ")
 
 
 def test_drift_of_a_stack_that_does_not_exist_exits_2(tmp_path):
@@ -162,10 +188,15 @@ def healthy_outputs(tmp_path):
         stand_in.close()
 
 
+# Host ports below Linux's ephemeral range (32768 and up), where no test's server lands, and apart
+# for each pytest worker, whose preflights probe them at the same time.
+PORT_OFFSET = -10000 - 1000 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+
+
 def stack_config(tmp_path, **extra):
     log_dir = tmp_path / "logs"
     log_dir.mkdir(exist_ok=True)
-    values = {"trace-stack:logDir": str(log_dir), "trace-stack:portOffset": "21000", **extra}
+    values = {"trace-stack:logDir": str(log_dir), "trace-stack:portOffset": str(PORT_OFFSET), **extra}
     return {key: {"value": value, "secret": False} for key, value in values.items()}
 
 
@@ -220,7 +251,7 @@ def test_preflight_without_the_pulumi_cli(tmp_path):
 
 def test_preflight_with_the_docker_engine_unreachable(tmp_path):
     cli = Cli(tmp_path, config=stack_config(tmp_path))
-    cli.env["DOCKER_HOST"] = f"tcp://127.0.0.1:{free_port()}"  # the real docker CLI, nothing listening
+    cli.env["DOCKER_HOST"] = f"tcp://127.0.0.1:{unused_port()}"  # the real docker CLI, nothing listening
     result = cli.run("up", "--stack", "alice")
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
@@ -269,7 +300,40 @@ def test_down_delete_data_removes_the_volumes(tmp_path):
     result = cli.run("down", "--stack", "alice", "--delete-data")
     assert result.returncode == 0, result.stderr
     assert docker_calls.read_text().split() == ["volume", "rm"] + [
-        f"trace-stack-alice-{s}-data" for s in ("grafana", "prometheus", "tempo", "loki", "alloy")]
+        f"trace-stack-alice-{s}-data" for s in ("prometheus", "tempo", "loki", "alloy", "grafana")]
+
+
+def test_down_delete_data_fails_when_docker_fails_without_a_word(tmp_path):
+    cli = Cli(tmp_path, config=stack_config(tmp_path))
+    cli.fake_docker(tmp_path, volume_rm_exit=1)
+    result = cli.run("down", "--stack", "alice", "--delete-data")
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("down: the containers are gone, but removing the data volumes failed: "
+                                     "`docker volume rm` exited 1")
+
+
+def test_check_asks_pulumi_for_the_outputs_without_a_passphrase_prompt(tmp_path, healthy_outputs):
+    cli = Cli(tmp_path, outputs=healthy_outputs)
+    result = cli.run("check", "--stack", "alice", "--timeout", "20")
+    assert result.returncode == 0, result.stderr
+    assert cli.call(["stack", "output"])["passphrase"] == ""
+
+
+def test_check_smoke_writes_its_line_where_the_stacks_alloy_reads(tmp_path):
+    """Without --log-dir, the smoke line goes to the stack's own logDir, not the default one."""
+    telemetry = Telemetry()
+    collector = StandIn(collector_routes(telemetry))
+    outputs = {"grafana_url": StandIn({"/api/health": grafana_health()}).url,
+               "prometheus_url": StandIn(prometheus_routes(telemetry)).url,
+               "tempo_url": StandIn(tempo_routes(telemetry)).url,
+               "loki_url": StandIn(loki_routes(tmp_path / "logs", telemetry, PINO_LEVELS, LOG_LABELS)).url,
+               "collector_health_url": collector.url + "/", "otlp_http_endpoint": collector.url,
+               "alloy_url": StandIn({"/-/ready": ready_text()}).url}
+    cli = Cli(tmp_path, config=stack_config(tmp_path), outputs=outputs)
+    result = cli.run("check", "--stack", "alice", "--smoke", "--timeout", "20")
+    assert result.returncode == 0, result.stdout + result.stderr
+    [line] = (tmp_path / "logs" / "trace-stack-smoke.log").read_text().splitlines()
+    assert json.loads(line)["traceId"] in telemetry.trace_ids
 
 
 # --- logs against a real tmux -------------------------------------------------------------------
@@ -296,15 +360,22 @@ def test_logs_attach_pipes_the_session_into_the_log_dir(tmp_path, tmux_session):
     line = json.dumps({"level": 30, "time": int(time.time() * 1000), "msg": "hello"})
     subprocess.run(["tmux", "send-keys", "-t", "refly-api", f"echo '{line}'", "Enter"], env=tmux_session, check=True)
     log_file = tmp_path / "logs" / "api.log"
-    deadline = time.monotonic() + 10
-    while line not in (log_file.read_text() if log_file.exists() else "") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert line in log_file.read_text()
+    wait_until("the line typed into the pane in the log file",
+               lambda: log_file.exists() and line in log_file.read_text())
     status = logs(tmp_path, tmux_session, "status").stdout
     assert "pipe-pane attached" in status and "bytes, last line" in status
     assert logs(tmp_path, tmux_session, "attach").returncode == 0  # twice is still one pipe
 
     assert "pipe-pane not attached" in logs(tmp_path, tmux_session, "detach").stdout
+
+
+def test_logs_pipes_into_the_stacks_own_log_dir(tmp_path, tmux_session):
+    cli = Cli(tmp_path, config=stack_config(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "stack", "logs", "attach", "--stack", "alice"], cwd=ROOT,
+                            env={**cli.env, "TMUX_TMPDIR": tmux_session["TMUX_TMPDIR"]}, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert f"{tmp_path / 'logs' / 'api.log'}" in result.stdout
 
 
 def test_logs_without_the_session_or_tmux(tmp_path, tmux_session):
@@ -319,3 +390,17 @@ def test_every_command_has_a_one_line_help():
     result = subprocess.run([sys.executable, "-m", "stack", "--help"], cwd=ROOT, capture_output=True, text=True)
     for command in ("up", "check", "drift", "down", "logs"):
         assert any(line.strip().startswith(command + " ") for line in result.stdout.splitlines()), command
+
+
+def test_the_commands_load_neither_pulumi_docker_nor_jinja():
+    """The operator's commands take plain data from the program; only the program itself needs
+    the docker provider's SDK and the template engine (and the dashboards' SDK)."""
+    script = ("import runpy, sys\n"
+              "sys.argv = ['stack', 'check', '--help']\n"
+              "try:\n    runpy.run_module('stack', run_name='__main__')\n"
+              "except SystemExit:\n    pass\n"
+              "print(sorted({m.split('.')[0] for m in sys.modules}))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    loaded = set(json.loads(result.stdout.strip().splitlines()[-1].replace("'", '"')))
+    assert "usage: stack check" in result.stdout or "usage:" in result.stdout
+    assert not loaded & {"pulumi_docker", "jinja2", "grafana_foundation_sdk"}, loaded

@@ -1,69 +1,52 @@
-"""The settings model: defaults, and every validation rule with a value that breaks it."""
-
-import dataclasses
+"""The settings: read with pulumi.Config's getters from the stack's config, defaults from
+Pulumi.yaml, and every validation rule with a value that breaks it."""
 
 import pytest
 import yaml
 
-from stack.config import (
-    DEFAULT_IMAGES,
-    DEFAULT_MEMORY_MIB,
-    IMAGE_KEYS,
-    KEYS,
-    MEMORY_KEYS,
-    ConfigError,
-    StackConfig,
-    go_duration_seconds,
-    is_image_reference,
-    parse_settings,
-    prometheus_duration_seconds,
+from program.ports import published_ports
+from program.services import SERVICES
+from program.settings import (
+    DEFAULTS, SCHEMA, ConfigError, go_duration_seconds, is_image_reference, prometheus_duration_seconds,
 )
 from tests.program import ROOT
+from tests.tools import stack_config
 
 
-def problems_for(raw, password_encrypted=True):
+def problems_for(raw, secret_keys=("grafanaAdminPassword",)):
     with pytest.raises(ConfigError) as caught:
-        parse_settings("dev", raw, password_encrypted=password_encrypted)
+        stack_config(raw, secret_keys=secret_keys)
     return caught.value.problems
 
 
 def test_defaults_are_the_seeds():
-    config = parse_settings("dev", {})
-    assert config == StackConfig(stack="dev")
+    config = stack_config()
     assert (config.port_offset, config.bind_address, config.log_dir) == (0, "127.0.0.1", "/tmp/alloy/logs/refly")
     assert (config.prometheus_retention, config.tempo_retention, config.loki_retention) == ("30d", "168h", "168h")
-    assert dict(config.images) == DEFAULT_IMAGES
+    assert dict(config.images) == {
+        "grafana": "grafana/grafana:12.3.0", "prometheus": "prom/prometheus:v2.48.0", "tempo": "grafana/tempo:2.3.0",
+        "loki": "grafana/loki:2.9.0", "otel-collector": "otel/opentelemetry-collector-contrib:0.91.0",
+        "alloy": "grafana/alloy:v1.5.1"}
     assert (config.grafana_anonymous_enabled, config.grafana_anonymous_role) == (True, "Admin")
     assert config.docker_host is None and not config.grafana_admin_password_set
 
 
-def test_pulumi_yaml_declares_every_key_with_the_models_default():
-    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
-    assert set(declared) == set(KEYS)
-    defaults = StackConfig(stack="dev")
-    model_defaults = {
-        "portOffset": defaults.port_offset, "bindAddress": defaults.bind_address, "logDir": defaults.log_dir,
-        "prometheusRetention": defaults.prometheus_retention, "tempoRetention": defaults.tempo_retention,
-        "lokiRetention": defaults.loki_retention, "grafanaAdminUser": defaults.grafana_admin_user,
-        "grafanaAdminPassword": "", "grafanaAnonymousEnabled": defaults.grafana_anonymous_enabled,
-        "grafanaAnonymousRole": defaults.grafana_anonymous_role, "dockerHost": "",
-        **{key: DEFAULT_IMAGES[service] for service, key in IMAGE_KEYS.items()},
-        **{key: DEFAULT_MEMORY_MIB[service] for service, key in MEMORY_KEYS.items()},
-    }
-    assert {key: spec["default"] for key, spec in declared.items()} == model_defaults
-    for key, spec in declared.items():
-        assert spec["type"] in ("string", "integer", "boolean") and spec["description"], key
+def test_pulumi_yaml_declares_each_setting_the_program_reads_for_the_cli():
+    for service in SERVICES:
+        assert {service.image_key, service.memory_key} <= set(SCHEMA), service.name
+    for key, entry in SCHEMA.items():
+        assert entry["type"] in ("string", "integer", "boolean") and entry["description"], key
+        assert type(entry["default"]).__name__ == {"string": "str", "integer": "int", "boolean": "bool"}[entry["type"]], key
 
 
-def test_pulumi_yaml_defaults_as_the_cli_passes_them_parse_to_the_defaults():
-    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
-    as_passed = {key: str(spec["default"]).lower() if isinstance(spec["default"], bool) else str(spec["default"])
-                 for key, spec in declared.items()}
-    assert parse_settings("dev", as_passed) == StackConfig(stack="dev")
+def test_defaults_as_the_cli_passes_them_read_as_the_defaults():
+    # The CLI hands a deployed program every default as text; read back, they are the defaults.
+    as_passed = {key: value for key, value in DEFAULTS.items() if key != "grafanaAdminPassword"}
+    assert stack_config(as_passed) == stack_config()
 
 
 def test_values_are_read():
-    config = parse_settings("alice", {
+    config = stack_config(stack="alice", raw={
         "portOffset": "1000", "bindAddress": "::1", "logDir": "/var/log/refly",
         "prometheusRetention": "2w", "tempoRetention": "720h", "lokiRetention": "30d",
         "grafanaImage": "registry.local:5000/grafana/grafana:12.3.1", "grafanaAdminUser": "alice",
@@ -72,7 +55,7 @@ def test_values_are_read():
     assert config.port_offset == 1000 and config.bind_address == "::1" and config.log_dir == "/var/log/refly"
     assert (config.prometheus_retention, config.tempo_retention, config.loki_retention) == ("2w", "720h", "30d")
     assert config.images["grafana"] == "registry.local:5000/grafana/grafana:12.3.1"
-    assert config.images["loki"] == DEFAULT_IMAGES["loki"]
+    assert config.images["loki"] == DEFAULTS["lokiImage"]
     assert not config.grafana_anonymous_enabled and config.grafana_anonymous_role == "Viewer"
     assert config.docker_host == "ssh://dev@team-box"
 
@@ -127,38 +110,38 @@ def test_an_unknown_key_is_refused_with_the_known_ones():
 
 
 def test_port_offsets_at_the_edges_of_the_port_range():
-    assert parse_settings("dev", {"portOffset": str(65535 - 39090)}).port_offset == 26445
-    assert parse_settings("dev", {"portOffset": str(1 - 12345)}).port_offset == -12344
+    assert stack_config({"portOffset": 65535 - 39090}).port_offset == 26445
+    assert stack_config({"portOffset": 1 - 12345}).port_offset == -12344
 
 
 @pytest.mark.parametrize("value", ["unix:///var/run/docker.sock", "tcp://10.0.0.5:2376", "ssh://dev@team-box",
                                    "ssh://dev@team-box:2222", "npipe:////./pipe/docker_engine"])
 def test_docker_hosts_docker_accepts(value):
-    assert parse_settings("dev", {"dockerHost": value}).docker_host == value
+    assert stack_config({"dockerHost": value}).docker_host == value
 
 
 def test_an_empty_docker_host_is_the_local_engine():
-    assert parse_settings("dev", {"dockerHost": ""}).docker_host is None
+    assert stack_config({"dockerHost": ""}).docker_host is None
 
 
 def test_on_the_network_grafana_needs_a_password_and_no_anonymous_admin():
     problems = problems_for({"bindAddress": "0.0.0.0"})
     assert any("grafanaAdminPassword is not set" in p and "0.0.0.0" in p for p in problems)
     assert any("grafanaAnonymousRole = 'Admin'" in p for p in problems)
-    config = parse_settings("dev", {"bindAddress": "0.0.0.0", "grafanaAdminPassword": "s3cret",
-                                    "grafanaAnonymousRole": "Viewer"})
+    config = stack_config({"bindAddress": "0.0.0.0", "grafanaAdminPassword": "s3cret",
+                           "grafanaAnonymousRole": "Viewer"}, secret_keys=("grafanaAdminPassword",))
     assert config.grafana_admin_password_set and not config.bind_is_loopback
-    parse_settings("dev", {"bindAddress": "0.0.0.0", "grafanaAdminPassword": "s3cret",
-                           "grafanaAnonymousEnabled": "false"})
+    stack_config({"bindAddress": "0.0.0.0", "grafanaAdminPassword": "s3cret", "grafanaAnonymousEnabled": "false"},
+                 secret_keys=("grafanaAdminPassword",))
 
 
 def test_a_password_in_plain_text_is_refused():
-    [problem] = problems_for({"grafanaAdminPassword": "s3cret"}, password_encrypted=False)
+    [problem] = problems_for({"grafanaAdminPassword": "s3cret"}, secret_keys=())
     assert "plain text" in problem and "--secret" in problem and "s3cret" not in problem
 
 
 def test_a_problem_never_shows_the_password():
-    problems = problems_for({"grafanaAdminPassword": "s3cret", "bindAddress": "0.0.0.0"}, password_encrypted=False)
+    problems = problems_for({"grafanaAdminPassword": "s3cret", "bindAddress": "0.0.0.0"}, secret_keys=())
     assert problems and not any("s3cret" in p for p in problems)
 
 
@@ -197,18 +180,11 @@ def test_not_image_references(image):
     assert not is_image_reference(image)
 
 
-def test_the_config_object_is_immutable():
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        parse_settings("dev", {}).port_offset = 5
-
-
 def test_offsets_a_thousand_apart_never_share_a_host_port():
     # The README's and Pulumi.bob.yaml.example's advice, for every such offset in range.
-    from stack.ports import published_ports
-
     taken: dict[int, int] = {}
     for developer in range(27):
-        config = parse_settings(f"dev{developer}", {"portOffset": str(developer * 1000)})
+        config = stack_config({"portOffset": developer * 1000}, stack=f"dev{developer}")
         for port in published_ports(config).values():
             assert port not in taken, f"offsets {taken.get(port)} and {developer * 1000} share port {port}"
             taken[port] = developer * 1000
@@ -216,6 +192,6 @@ def test_offsets_a_thousand_apart_never_share_a_host_port():
 
 def test_the_example_second_stack_is_valid_and_apart_from_the_first():
     example = yaml.safe_load((ROOT / "Pulumi.bob.yaml.example").read_text())["config"]
-    raw = {key.split(":", 1)[1]: str(value) for key, value in example.items()}
-    bob = parse_settings("bob", raw)
-    assert bob.port_offset == 1000 and bob.log_dir != StackConfig(stack="alice").log_dir
+    raw = {key.split(":", 1)[1]: value for key, value in example.items()}
+    bob = stack_config(raw, stack="bob")
+    assert bob.port_offset == 1000 and bob.log_dir != stack_config().log_dir

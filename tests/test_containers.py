@@ -6,11 +6,13 @@ import subprocess
 import pytest
 import yaml
 
-from stack.component import go_duration
-from stack.config import DEFAULT_MEMORY_MIB, parse_settings
-from stack.services import declare_services
-from tests.program import run_program
+from program.component import go_duration
+from program.services import SERVICES, SERVICES_BY_NAME
+from program.settings import DEFAULTS
+from program.tables import containers_table, services_table
+from tests.program import COMPONENT, ROOT, run_program
 from tests.standins import StandIn, text
+from tests.tools import require
 
 GO_DURATION = re.compile(r"^(\d+h)?(\d+m)?\d+s$")
 
@@ -18,10 +20,6 @@ GO_DURATION = re.compile(r"^(\d+h)?(\d+m)?\d+s$")
 @pytest.fixture(scope="module")
 def default_stack():
     return run_program()
-
-
-def services_by_name(raw=None):
-    return {service.name: service for service in declare_services(parse_settings("dev", raw or {}))}
 
 
 def test_every_image_that_can_run_a_health_check_has_one(default_stack):
@@ -49,16 +47,19 @@ def test_go_duration_prints_as_go_does(seconds, printed):
     assert go_duration(seconds) == printed
 
 
+def options(stack, short_type, suffix):
+    return stack.options[(f"docker:index/{short_type}", f"{COMPONENT}-{suffix}")]
+
+
 def test_a_changed_health_check_replaces_the_container(default_stack):
     for name in default_stack.containers:
-        options = default_stack.options[("docker:index/container:Container", name)]
-        assert options.replace_on_changes == ["healthcheck"]
+        assert options(default_stack, "container:Container", name).replace_on_changes == ["healthcheck"]
 
 
 def test_memory_is_limited_with_no_swap_beyond_it(default_stack):
-    for name, container in default_stack.containers.items():
-        assert container["memory"] == container["memorySwap"] == DEFAULT_MEMORY_MIB[name]
-    assert sum(DEFAULT_MEMORY_MIB.values()) <= 4096  # one stack fits beside a laptop's other work
+    for service in SERVICES:
+        container = default_stack.containers[service.name]
+        assert container["memory"] == container["memorySwap"] == DEFAULTS[service.memory_key]
 
 
 def test_a_memory_setting_reaches_its_container_and_the_collectors_limiter():
@@ -73,13 +74,14 @@ def test_a_memory_setting_reaches_its_container_and_the_collectors_limiter():
 def test_the_collectors_limiter_stays_inside_its_container_by_default(default_stack):
     [config] = [u["content"] for u in default_stack.containers["otel-collector"]["uploads"]]
     limiter = yaml.safe_load(config)["processors"]["memory_limiter"]
-    assert limiter["limit_mib"] < DEFAULT_MEMORY_MIB["otel-collector"] and limiter["spike_limit_mib"] < limiter["limit_mib"]
+    memory = default_stack.containers["otel-collector"]["memory"]
+    assert limiter["limit_mib"] < memory and limiter["spike_limit_mib"] < limiter["limit_mib"]
 
 
 def test_start_order_follows_what_each_service_needs(default_stack):
     def depends(name):
-        options = default_stack.options[("docker:index/container:Container", name)]
-        return sorted(dependency._name for dependency in options.depends_on)
+        return sorted(dependency._name.removeprefix(f"{COMPONENT}-")
+                      for dependency in options(default_stack, "container:Container", name).depends_on)
 
     assert depends("grafana") == ["loki", "prometheus", "tempo"]
     assert depends("otel-collector") == ["tempo"]
@@ -90,31 +92,43 @@ def test_start_order_follows_what_each_service_needs(default_stack):
 def test_data_volumes_outlive_a_destroy_and_the_network_is_replaced_delete_first(default_stack):
     for volume in default_stack.of_type("volume:Volume"):
         assert default_stack.options[("docker:index/volume:Volume", volume.name)].retain_on_delete is True
-    assert default_stack.options[("docker:index/network:Network", "network")].delete_before_replace is True
+    assert options(default_stack, "network:Network", "network").delete_before_replace is True
 
 
 def test_no_container_overrides_its_images_user(default_stack):
     # Grafana 472, Prometheus nobody, Loki and the collector 10001 as their images run them;
-    # Tempo 2.3 and Alloy run as root, as their images do (stack/services.py says why).
+    # Tempo 2.3 and Alloy run as root, as their images do (program/services.py says why).
     assert all("user" not in container for container in default_stack.containers.values())
 
 
 # --- the health checks' commands, run for real against stand-ins --------------------------------
 
+# What runs them inside each image: the alpine and busybox images have BusyBox's wget (GET, where
+# GNU wget's --spider would send HEAD), Grafana's alpine has curl, Alloy's Ubuntu has bash.
+TOOLS = {"wget": ["busybox", "wget"], "curl": ["curl"], "bash": ["bash"]}
 
-def run_check_command(test, port, status):
-    """Run a container health check's command here, pointed at a stand-in answering `status`."""
-    stand_in = StandIn({r"/.*": (lambda p, q, b: text(status, "ok" if status == 200 else "starting"))})
+
+def run_check_command(service, status):
+    """Run a service's health check command here, pointed at a stand-in answering `status` on its
+    readiness path (and 404 elsewhere)."""
+    readiness = service.readiness
+    stand_in = StandIn({readiness.path: (lambda p, q, b: text(status, "ok" if status == 200 else "starting"))})
     try:
-        command = [part.replace(":" + str(port), ":" + stand_in.url.rsplit(":", 1)[1])
-                         .replace(f"/{port} ", "/" + stand_in.url.rsplit(":", 1)[1] + " ") for part in test[1:]]
+        internal, port = str(service.port(readiness.port).internal), stand_in.url.rsplit(":", 1)[1]
+        [_, tool, *arguments] = service.healthcheck_test()
+        command = [*TOOLS[tool], *(part.replace(internal, port) for part in arguments)]
+        require(command[0], f"apt-get install -y {'busybox-static' if tool == 'wget' else tool}")
         return subprocess.run(command, capture_output=True, timeout=10).returncode
     finally:
         stand_in.close()
 
 
-@pytest.mark.parametrize(("service", "port"), [("alloy", 12345), ("grafana", 3000), ("loki", 3100)])
-def test_health_check_commands_pass_on_200_and_fail_otherwise(service, port):
-    test = services_by_name()[service].healthcheck.test
-    assert run_check_command(test, port, 200) == 0
-    assert run_check_command(test, port, 503) != 0
+@pytest.mark.parametrize("service", [s for s in SERVICES if s.healthcheck_tool], ids=lambda s: s.name)
+def test_health_check_commands_pass_on_200_and_fail_otherwise(service):
+    assert run_check_command(service, 200) == 0
+    assert run_check_command(service, 503) != 0
+
+
+def test_the_readmes_tables_are_made_from_the_declarations():
+    readme = (ROOT / "README.md").read_text()
+    assert services_table() in readme and containers_table() in readme, "run `python -m program.tables`"

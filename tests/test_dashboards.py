@@ -8,9 +8,9 @@ import urllib.request
 import pytest
 import yaml
 
-from stack.grafana import APP_METRICS
-from stack.log_labels import LOG_LABELS
-from stack.services import GRAFANA_DASHBOARDS_DIR
+from program.dashboards import APP_METRICS
+from program.log_labels import LOG_LABELS
+from program.services import GRAFANA_DASHBOARDS_DIR
 from tests.program import run_program
 from tests.tools import prometheus_server
 

@@ -1,9 +1,14 @@
 """The real __main__.py under Pulumi mocks: what it declares, for one stack and for several."""
 
-import pytest
+import json
 
-from stack.config import DEFAULT_IMAGES, SERVICE_NAMES
-from tests.program import is_secret, run_program
+import pulumi
+import pytest
+from pulumi.runtime.sync_await import _sync_await
+
+from program.services import SERVICES
+from program.settings import DEFAULTS
+from tests.program import COMPONENT, ROOT, is_secret, run_program
 from tests.test_config import BAD_VALUES
 
 EXPECTED_PORTS = {
@@ -51,14 +56,13 @@ def test_one_component_holds_every_docker_object(default_stack):
 
 def test_six_containers_with_names_images_and_restart_policy(default_stack):
     containers = default_stack.containers
-    assert sorted(containers) == sorted(SERVICE_NAMES)
-    images = {r.name: r.inputs for r in default_stack.of_type("remoteImage:RemoteImage")}
-    for service, container in containers.items():
-        assert container["name"] == f"trace-stack-dev-{service}"
+    assert sorted(containers) == sorted(service.name for service in SERVICES)
+    for service in SERVICES:
+        container, image = containers[service.name], default_stack.child("remoteImage:RemoteImage", f"{service.name}-image")
+        assert container["name"] == f"trace-stack-dev-{service.name}"
         assert container["restart"] == "unless-stopped"
-        assert images[f"{service}-image"]["name"] == DEFAULT_IMAGES[service]
-        assert images[f"{service}-image"]["keepLocally"] is True
-        assert container["image"] == f"sha256:{DEFAULT_IMAGES[service]}"  # the pulled image's id
+        assert image.inputs["name"] == DEFAULTS[service.image_key] and image.inputs["keepLocally"] is True
+        assert container["image"] == f"sha256:{DEFAULTS[service.image_key]}"  # the pulled image's id
 
 
 def test_ports_are_the_seeds_on_loopback(default_stack):
@@ -69,7 +73,7 @@ def test_ports_are_the_seeds_on_loopback(default_stack):
 
 
 def test_one_bridge_network_and_each_container_on_it_by_its_service_name(default_stack):
-    network = default_stack.one("network:Network", "network")
+    network = default_stack.child("network:Network", "network")
     assert network.inputs["name"] == "trace-stack-dev" and network.inputs["driver"] == "bridge"
     for service, container in default_stack.containers.items():
         assert container["networksAdvanced"] == [{"name": "trace-stack-dev", "aliases": [service]}]
@@ -77,7 +81,7 @@ def test_one_bridge_network_and_each_container_on_it_by_its_service_name(default
 
 def test_data_volumes_are_named_for_the_stack_and_mounted_where_each_image_keeps_data(default_stack):
     volumes = {r.name: r.inputs["name"] for r in default_stack.of_type("volume:Volume")}
-    assert volumes == {f"{s}-data": f"trace-stack-dev-{s}-data"
+    assert volumes == {f"{COMPONENT}-{s}-data": f"trace-stack-dev-{s}-data"
                        for s in ("grafana", "prometheus", "tempo", "loki", "alloy")}
     mounts = {service: {v.get("volumeName") or v.get("hostPath"): (v["containerPath"], v.get("readOnly", False))
                         for v in container.get("volumes", [])}
@@ -110,17 +114,6 @@ def test_commands_restate_the_image_defaults_they_replace(default_stack):
     assert commands["grafana"] is None  # the image's own entrypoint, configured by environment
 
 
-def test_every_command_reads_the_config_file_uploaded_for_it(default_stack):
-    for service, container in default_stack.containers.items():
-        uploaded = {upload["file"] for upload in container.get("uploads", [])}
-        assert uploaded, service
-        if service == "grafana":
-            assert all(path.startswith(("/etc/grafana/provisioning/", "/etc/grafana/dashboards/")) for path in uploaded)
-            continue
-        command = " ".join(container["command"])
-        assert all(path in command for path in uploaded), service
-
-
 def test_grafana_environment_is_the_seeds(default_stack):
     envs = default_stack.containers["grafana"]["envs"]
     assert "GF_AUTH_ANONYMOUS_ENABLED=true" in envs and "GF_AUTH_ANONYMOUS_ORG_ROLE=Admin" in envs
@@ -129,7 +122,7 @@ def test_grafana_environment_is_the_seeds(default_stack):
 
 
 def test_start_up_order(default_stack):
-    order = [r.name for r in default_stack.of_type("container:Container")]
+    order = list(default_stack.containers)
     assert order.index("tempo") < order.index("otel-collector")
     for datasource in ("prometheus", "tempo", "loki"):
         assert order.index(datasource) < order.index("grafana")
@@ -154,7 +147,7 @@ def test_docker_host_sends_every_docker_object_through_one_explicit_provider():
     docker_objects = [r for r in program.resources if r.type.startswith("docker:index/")]
     assert len(docker_objects) == 18
     # A provider reference is the provider's URN and id.
-    assert all("$pulumi:providers:docker::docker::" in r.provider for r in docker_objects)
+    assert all(f"$pulumi:providers:docker::{COMPONENT}-docker::" in r.provider for r in docker_objects)
     assert program.outputs["grafana_url"] == "http://team-box:33000"
 
 
@@ -192,8 +185,7 @@ def test_bind_address_reaches_every_published_port():
 def test_image_overrides_and_retention_reach_the_containers():
     program = run_program({"lokiImage": "registry.local/loki:2.9.1", "prometheusRetention": "2w",
                            "tempoRetention": "720h", "lokiRetention": "336h"})
-    images = {r.name: r.inputs["name"] for r in program.of_type("remoteImage:RemoteImage")}
-    assert images["loki-image"] == "registry.local/loki:2.9.1"
+    assert program.child("remoteImage:RemoteImage", "loki-image").inputs["name"] == "registry.local/loki:2.9.1"
     assert "--storage.tsdb.retention.time=2w" in program.containers["prometheus"]["command"]
     uploads = {c: {u["file"]: u["content"] for u in v["uploads"]} for c, v in program.containers.items()}
     assert 'block_retention: "720h"' in uploads["tempo"]["/etc/tempo/tempo.yaml"]
@@ -207,7 +199,7 @@ def test_a_secret_password_is_secret_wherever_it_goes():
     assert is_secret(envs)
     assert "GF_SECURITY_ADMIN_PASSWORD=s3cret" in envs["value"]
     for resource in program.resources:
-        if resource is not None and resource.name != "grafana":
+        if resource is not None and resource.name != f"{COMPONENT}-grafana":
             assert "s3cret" not in repr(resource.inputs), resource.name
     assert "s3cret" not in repr(program.outputs)
 
@@ -234,3 +226,26 @@ def test_a_plain_text_password_stops_the_program():
     program = run_program({"grafanaAdminPassword": "s3cret"})
     assert program.error is not None and "--secret" in str(program.error) and "s3cret" not in str(program.error)
     assert program.resources == []
+
+
+# What the program registered before its children's names carried the component's (the "dev"
+# stack with the defaults, "bob" on a remote engine), recorded from that program under these mocks.
+URNS_BEFORE = json.loads((ROOT / "tests" / "fixtures" / "urns-before-children-carried-the-component-name.json").read_text())
+STACK_CONFIGS = {"dev": {}, "bob": {"portOffset": 1000, "dockerHost": "ssh://dev@box"}}
+
+
+@pytest.mark.parametrize("stack", sorted(STACK_CONFIGS))
+def test_a_stack_deployed_with_the_earlier_names_is_not_replaced(stack):
+    program = run_program(STACK_CONFIGS[stack], stack=stack)
+    aliases = {}
+    for (resource_type, name), options in program.options.items():
+        [alias] = options.aliases
+        urn = _sync_await(pulumi.create_urn(alias.name, resource_type, parent=options.parent).future())
+        # The mock monitor prefixes the component's own URN with the root stack's type, which the
+        # engine leaves out, and types a child by its parent's type alone: so do the same here.
+        aliases[name] = urn.replace("pulumi:pulumi:Stack$", "")
+    children_before = {urn for urn in URNS_BEFORE[stack] if "trace-stack:index:TraceStack$" in urn}
+    # Every earlier child is some child's alias, and each child's alias is its own earlier name.
+    assert set(aliases.values()) == children_before
+    for name, urn in aliases.items():
+        assert urn.endswith("::" + name.removeprefix(f"{COMPONENT}-")), (name, urn)

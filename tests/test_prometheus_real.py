@@ -5,18 +5,17 @@ Debian ships Prometheus 2.42, older than the pinned 2.48: every key and flag use
 
 import json
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from tests.tools import PROMETHEUS_HINT, prometheus_server, prometheus_service, require
+from tests.tools import PROMETHEUS_HINT, prometheus_server, rendered_files, require, wait_until
 
 
 def test_promtool_accepts_the_rendered_config(tmp_path):
     promtool = require("promtool", PROMETHEUS_HINT)
-    _, files = prometheus_service()
+    files = rendered_files("prometheus")
     path = tmp_path / "prometheus.yml"
     path.write_text(files["/etc/prometheus/prometheus.yml"])
     result = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True)
@@ -57,11 +56,9 @@ def test_the_server_accepts_remote_write(server):
 
 def test_the_server_loaded_every_scrape_job(server):
     expected = {"app", "otel-collector", "prometheus", "tempo", "loki", "alloy", "grafana"}
-    deadline = time.monotonic() + 20  # targets appear after service discovery's first update (5s)
-    while True:
-        targets = get_json(f"{server}/api/v1/targets")["data"]["activeTargets"]
-        jobs = {target["labels"]["job"] for target in targets}
-        if jobs == expected or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert jobs == expected
+
+    def jobs():
+        return {target["labels"]["job"] for target in get_json(f"{server}/api/v1/targets")["data"]["activeTargets"]}
+
+    # Targets appear after service discovery's first update (5s).
+    wait_until("every scrape job", lambda: jobs() == expected, why_not=lambda: f"jobs: {sorted(jobs())}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -13,13 +14,13 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
-from stack.config import parse_settings
-from stack.render import render_service_files, template_values
-from stack.services import Service, declare_services
+from program.render import render_service_files, template_values
+from program.services import SERVICES_BY_NAME
+from program.settings import StackConfig, settings_from_stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_HINT = "apt-get install -y prometheus (Debian's package ships promtool and the server)"
@@ -80,17 +81,25 @@ def run_go_template(text: str, values: list[str]) -> list[str]:
     return json.loads(result.stdout)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+# Ports for the real servers the tests start that cannot bind port 0 and say which they got
+# (Prometheus, the collector): below Linux's ephemeral range (32768 and up), where no port-0 bind
+# or outgoing connection lands, a block of its own for each pytest worker (10000.., 11000..), never
+# one twice, and apart from the host ports tests/test_commands.py gives its stacks.
+_next_port = itertools.count(10000 + 1000 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")))
 
 
-def prometheus_service(raw: Optional[dict] = None, values: Optional[dict] = None) -> tuple[Service, dict[str, str]]:
-    """The Prometheus service as the stack declares it, and its files rendered (with `values` if given)."""
-    config = parse_settings("dev", raw or {})
-    [service] = [s for s in declare_services(config) if s.name == "prometheus"]
-    return service, render_service_files(service, values or template_values(config))
+def unused_port() -> int:
+    """A loopback port nothing listens on, that no other test of this run is given."""
+    for port in _next_port:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise AssertionError("no unused port left")
+
+
 
 
 @contextlib.contextmanager
@@ -99,31 +108,41 @@ def prometheus_server(directory: Path, raw: Optional[dict] = None, values: Optio
     """A real Prometheus (Debian's) started with the container's own flags and rendered config;
     only the file paths and the listen address are moved. Yields its URL once /-/ready."""
     binary = require("prometheus", PROMETHEUS_HINT)
-    service, files = prometheus_service(raw, values)
+    files = rendered_files("prometheus", raw, values)
     (directory / "prometheus.yml").write_text(files["/etc/prometheus/prometheus.yml"])
     moved = {"--config.file": str(directory / "prometheus.yml"), "--storage.tsdb.path": str(directory / "data")}
     flags = [f"{name}={moved[name]}" if name in moved else flag
-             for flag in service.command for name in [flag.split("=", 1)[0]]]
-    address = f"127.0.0.1:{port or free_port()}"
+             for flag in SERVICES_BY_NAME["prometheus"].command(stack_config(raw))
+             for name in [flag.split("=", 1)[0]]]
+    address = f"127.0.0.1:{port or unused_port()}"
     with running_process([binary, *flags, f"--web.listen-address={address}"], directory / "prometheus.log",
                          f"http://{address}/-/ready"):
         yield f"http://{address}"
 
 
+def stack_config(raw: Optional[dict] = None, stack: str = "dev", secret_keys: tuple[str, ...] = ()) -> StackConfig:
+    """A stack's settings from its config as the CLI hands it over (every value as text), read
+    by the program's own code."""
+    text = {key: value if isinstance(value, str) else json.dumps(value) for key, value in (raw or {}).items()}
+    return settings_from_stack_config(stack, text, set(secret_keys))
+
+
+def rendered_files(service: str, raw: Optional[dict] = None, values: Optional[dict] = None) -> dict[str, str]:
+    """Container path -> content of every file `service` reads, for a stack with `raw` settings
+    (rendered with `values` instead of the stack's own, if given)."""
+    config = stack_config(raw)
+    return render_service_files(SERVICES_BY_NAME[service], values or template_values(config))
+
+
 def loopback_values(ports: Optional[dict[str, int]] = None, scrape_interval: str = "1s") -> dict:
     """The default stack's template values with only what Docker would provide moved onto
     loopback: host names to 127.0.0.1, every port to a free one (or the one given)."""
-    values = template_values(parse_settings("dev", {}))
+    values = template_values(stack_config())
     values["host"] = {name: "127.0.0.1" for name in values["host"]}
-    values["port"] = {name: (ports or {}).get(name) or free_port() for name in values["port"]}
+    values["port"] = {name: (ports or {}).get(name) or unused_port() for name in values["port"]}
     values["listen_host"] = "127.0.0.1"
     values["scrape_interval"] = scrape_interval
     return values
-
-
-def rendered_collector_config(values: dict) -> str:
-    [service] = [s for s in declare_services(parse_settings("dev", {})) if s.name == "otel-collector"]
-    return render_service_files(service, values)["/etc/otelcol-contrib/config.yaml"]
 
 
 @contextlib.contextmanager
@@ -131,10 +150,23 @@ def collector_process(binary: Path, directory: Path, values: dict) -> Iterator[s
     """The real collector on the stack's rendered config (with `values`), logging to
     directory/collector.log."""
     config = directory / "collector.yaml"
-    config.write_text(rendered_collector_config(values))
+    config.write_text(rendered_files("otel-collector", values=values)["/etc/otelcol-contrib/config.yaml"])
     with running_process([str(binary), "--config", str(config)], directory / "collector.log",
                          f"http://127.0.0.1:{values['port']['collector_health']}/") as process:
         yield process
+
+
+def wait_until(what: str, look: Callable[[], Any], timeout: float = 30, why_not: Callable[[], str] = str) -> Any:
+    """Ask `look` until it returns something truthy, which is returned; past `timeout` seconds,
+    fail naming `what` and, from why_not(), what stands in the way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = look()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not after {timeout:g}s. {why_not()}")
+        time.sleep(0.2)
 
 
 @contextlib.contextmanager
@@ -143,18 +175,17 @@ def running_process(command: list[str], log_path: Path, ready_url: str, timeout:
     If it dies or is not ready in time, the failure shows the end of its log."""
     with log_path.open("w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=log)
+
+    def ready() -> bool:
+        assert process.poll() is None, log_path.read_text()[-3000:]
+        try:
+            with urllib.request.urlopen(ready_url, timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert process.poll() is None, log_path.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(ready_url, timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-            time.sleep(0.2)
+        wait_until(f"{command[0]} ready at {ready_url}", ready, timeout, lambda: log_path.read_text()[-3000:])
         yield process
     finally:
         process.terminate()

@@ -1,4 +1,4 @@
-"""The whole stack as one Pulumi component; every Docker object is its child."""
+"""The whole stack as one Pulumi component; every Docker object is its child, named after it."""
 
 from __future__ import annotations
 
@@ -7,17 +7,15 @@ from typing import Optional
 import pulumi
 import pulumi_docker as docker
 
-from .config import PASSWORD_KEY, StackConfig
 from .ports import endpoint_urls
 from .render import render_service_files, template_values
-from .services import Healthcheck, Service, declare_services
+from .services import PASSWORD_KEY, SERVICES, Service, docker_name
+from .settings import StackConfig
 
 COMPONENT_TYPE = "trace-stack:index:TraceStack"
 
-
-def docker_name(config: StackConfig, *parts: str) -> str:
-    """Name of a Docker object: every one carries the stack, so two stacks never collide."""
-    return "-".join(("trace-stack", config.stack, *parts))
+# Health checks of the containers: how often, how long each may take, how long a start may take.
+HEALTHCHECK_INTERVAL_SECONDS, HEALTHCHECK_TIMEOUT_SECONDS, HEALTHCHECK_START_SECONDS, HEALTHCHECK_RETRIES = 10, 5, 30, 3
 
 
 class TraceStack(pulumi.ComponentResource):
@@ -33,30 +31,35 @@ class TraceStack(pulumi.ComponentResource):
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
         super().__init__(COMPONENT_TYPE, name, None, opts)
+        self._name = name
         self._config = config
         self._secrets = {PASSWORD_KEY: grafana_admin_password}
-        child = pulumi.ResourceOptions(parent=self)
+        self._provider = None
         if config.docker_host:
-            provider = docker.Provider("docker", host=config.docker_host, opts=child)
-            child = pulumi.ResourceOptions(parent=self, provider=provider)
-        self._child = child
+            self._provider = docker.Provider(*self._child("docker"), host=config.docker_host)
 
         # A fixed name collides with itself when replaced create-first.
         self.network = docker.Network(
-            "network",
-            name=docker_name(config),
+            *self._child("network", delete_before_replace=True),
+            name=docker_name(config.stack),
             driver="bridge",
             labels=self._labels(docker.NetworkLabelArgs),
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(delete_before_replace=True)),
         )
 
         values = template_values(config)
         self.containers: dict[str, docker.Container] = {}
-        for service in declare_services(config):
+        for service in SERVICES:
             self.containers[service.name] = self._declare(service, values)
 
         self.urls = endpoint_urls(config)
         self.register_outputs(dict(self.urls))
+
+    def _child(self, suffix: str, **options) -> tuple[str, pulumi.ResourceOptions]:
+        """A child's resource name and options. The name carries the component's, as Pulumi's
+        examples name children, so two components never collide; a stack deployed when children
+        were named by `suffix` alone keeps its resources through the alias."""
+        return f"{self._name}-{suffix}", pulumi.ResourceOptions(
+            parent=self, provider=self._provider, aliases=[pulumi.Alias(name=suffix)], **options)
 
     def _labels(self, label_args: type, service: Optional[str] = None) -> list:
         """Labels that tell which stack (and service) a Docker object belongs to."""
@@ -66,26 +69,26 @@ class TraceStack(pulumi.ComponentResource):
         return [label_args(label=key, value=value) for key, value in labels.items()]
 
     def _declare(self, service: Service, values: dict) -> docker.Container:
-        config, child = self._config, self._child
+        config = self._config
         # Shared by every stack on the host: a destroy must not delete it from under the others.
-        image = docker.RemoteImage(f"{service.name}-image", name=service.image, keep_locally=True, opts=child)
+        image = docker.RemoteImage(*self._child(f"{service.name}-image"), name=config.images[service.name],
+                                   keep_locally=True)
 
         volumes = [
             docker.ContainerVolumeArgs(host_path=mount.host_path, container_path=mount.container_path,
                                        read_only=mount.read_only)
-            for mount in service.host_mounts
+            for mount in service.host_mounts(config)
         ]
         if service.data_dir:
             # The data outlives the containers, and `pulumi destroy` too unless asked (see README).
             volume = docker.Volume(
-                f"{service.name}-data",
-                name=docker_name(config, service.name, "data"),
+                *self._child(f"{service.name}-data", retain_on_delete=True),
+                name=docker_name(config.stack, service.name, "data"),
                 labels=self._labels(docker.VolumeLabelArgs, service.name),
-                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(retain_on_delete=True)),
             )
             volumes.append(docker.ContainerVolumeArgs(volume_name=volume.name, container_path=service.data_dir))
 
-        envs: list = [f"{key}={value}" for key, value in service.env.items()]
+        envs: list = [f"{key}={value}" for key, value in service.env(config).items()]
         for variable, key in service.secret_env.items():
             secret = self._secrets.get(key)
             if secret is not None:
@@ -95,12 +98,16 @@ class TraceStack(pulumi.ComponentResource):
         # `pulumi preview` as a replacement of the container that reads it.
         uploads = [docker.ContainerUploadArgs(file=path, content=content)
                    for path, content in render_service_files(service, values).items()]
+        command = service.command(config)
 
         return docker.Container(
-            service.name,
-            name=docker_name(config, service.name),
+            *self._child(service.name,
+                         depends_on=[self.containers[name] for name in service.depends_on],
+                         # The provider never applies a changed health check in place: replace instead.
+                         replace_on_changes=["healthcheck"]),
+            name=docker_name(config.stack, service.name),
             image=image.image_id,
-            command=list(service.command) if service.command is not None else None,
+            command=list(command) if command is not None else None,
             envs=envs,
             ports=[
                 docker.ContainerPortArgs(internal=port.internal, external=config.host_port(port.host),
@@ -114,14 +121,9 @@ class TraceStack(pulumi.ComponentResource):
             restart="unless-stopped",
             # Swap equal to memory means none beyond the limit; unset, the engine reads back another
             # value and every preview would show a change.
-            memory=service.memory_mib,
-            memory_swap=service.memory_mib,
-            healthcheck=_healthcheck_args(service.healthcheck),
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
-                depends_on=[self.containers[name] for name in service.depends_on],
-                # The provider never applies a changed health check in place: replace instead.
-                replace_on_changes=["healthcheck"],
-            )),
+            memory=config.memory_mib[service.name],
+            memory_swap=config.memory_mib[service.name],
+            healthcheck=_healthcheck_args(service),
         )
 
 
@@ -137,13 +139,14 @@ def go_duration(seconds: int) -> str:
     return f"{secs}s"
 
 
-def _healthcheck_args(check: Optional[Healthcheck]) -> Optional[docker.ContainerHealthcheckArgs]:
-    if check is None:
+def _healthcheck_args(service: Service) -> Optional[docker.ContainerHealthcheckArgs]:
+    test = service.healthcheck_test()
+    if test is None:
         return None
     return docker.ContainerHealthcheckArgs(
-        tests=list(check.test),
-        interval=go_duration(check.interval_seconds),
-        timeout=go_duration(check.timeout_seconds),
-        start_period=go_duration(check.start_period_seconds),
-        retries=check.retries,
+        tests=list(test),
+        interval=go_duration(HEALTHCHECK_INTERVAL_SECONDS),
+        timeout=go_duration(HEALTHCHECK_TIMEOUT_SECONDS),
+        start_period=go_duration(HEALTHCHECK_START_SECONDS),
+        retries=HEALTHCHECK_RETRIES,
     )

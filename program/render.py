@@ -13,11 +13,10 @@ from typing import Any, Mapping
 
 import jinja2
 
-from .config import SERVICE_NAMES, StackConfig
-from .grafana import DATASOURCE_UIDS
+from .dashboards import DATASOURCE_UIDS
 from .log_labels import LOG_LABELS, OTEL_SEVERITY_RANGES, PINO_LEVELS
-from .ports import PORTS
-from .services import DATA_DIRS, GRAFANA_DASHBOARDS_DIR, LOG_MOUNT, Service
+from .services import GRAFANA_DASHBOARDS_DIR, LOG_MOUNT, PORTS, SERVICES, Service
+from .settings import StackConfig
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -79,8 +78,8 @@ def template_values(config: StackConfig) -> dict[str, Any]:
         "listen_host": "0.0.0.0",
         "scrape_interval": "15s",
         # On the stack's network each container answers to its service name.
-        "host": {service.replace("-", "_"): service for service in SERVICE_NAMES},
-        "data_dir": dict(DATA_DIRS),
+        "host": {service.name.replace("-", "_"): service.name for service in SERVICES},
+        "data_dir": {service.name: service.data_dir for service in SERVICES if service.data_dir},
         "uid": dict(DATASOURCE_UIDS),
         "tempo_retention": config.tempo_retention,
         "loki_retention": config.loki_retention,
@@ -106,4 +105,4 @@ def render_service_files(service: Service, values: Mapping[str, Any]) -> dict[st
     """Container path -> content of every config file the service reads: templates rendered,
     generated files (dashboards) as they are."""
     rendered = {file.path: render(file.template, values) for file in service.config_files}
-    return {**rendered, **service.generated_files}
+    return {**rendered, **service.generated_files()}

@@ -2,7 +2,7 @@
 grafana-foundation-sdk and rendered to JSON at deploy time.
 
 Metric names are derived from the app's OpenTelemetry names with the collector's own naming rule
-(stack/metric_names.py), so a change of the app's units is one line in APP_METRICS.
+(program/metric_names.py), so a change of the app's units is one line in APP_METRICS.
 """
 
 from __future__ import annotations

@@ -1,0 +1,254 @@
+"""The six services, each one declaration holding everything about it: its ports (and the stack
+outputs that name them), data directory, config files with the flag that reads each, command,
+health check, readiness endpoint, and the settings that pick its image and memory.
+
+Plain data, importable without Pulumi or Jinja: the component (program/component.py), the
+renderer (program/render.py), the settings, and the operator's commands (`check`, `preflight`,
+`down`) all derive from SERVICES. A seventh service is one more declaration, its templates in
+configs/, and its two settings in Pulumi.yaml.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Mapping, Optional
+
+if TYPE_CHECKING:
+    from .settings import StackConfig
+
+PROJECT = "trace-stack"
+
+# Where the app's log directory appears inside the Alloy container.
+LOG_MOUNT = "/var/log/app"
+GRAFANA_DASHBOARDS_DIR = "/etc/grafana/dashboards"
+PASSWORD_KEY = "grafanaAdminPassword"
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str  # how config templates refer to it: port.<name>
+    internal: int
+    host: Optional[int] = None  # host port at portOffset 0; None: reachable on the stack's network only
+    output: Optional[str] = None  # the stack output holding its URL (a name in the contract)
+    output_path: str = ""
+    label: str = ""  # what it is for, where a service publishes several
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    template: str  # path below configs/
+    path: str  # where the service reads it inside the container
+    # How the service's command names the file: "--config.file" gives --config.file=PATH, "" gives
+    # PATH alone; None: the service finds it where it is (Grafana's provisioning directories).
+    flag: Optional[str] = None
+
+    def argument(self) -> Optional[str]:
+        if self.flag is None:
+            return None
+        return f"{self.flag}={self.path}" if self.flag else self.path
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """The service's own readiness endpoint, on one of its published ports."""
+
+    port: str
+    path: str
+    # A (key, value) the JSON answer must hold, besides HTTP 200: Grafana's /api/health says
+    # 200 while its database is not yet usable.
+    json_field: Optional[tuple[str, str]] = None
+
+
+@dataclass(frozen=True)
+class HostMount:
+    host_path: str
+    container_path: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class Service:
+    """One container. Each runs as its image's own user; where that is root, `runs_as` says why."""
+
+    name: str
+    ports: tuple[Port, ...]
+    readiness: Readiness
+    runs_as: str
+    # The tool the image has to ask `readiness` from inside the container: "wget" (busybox),
+    # "curl", "bash" (its /dev/tcp); None when the image has no shell at all.
+    healthcheck_tool: Optional[str]
+    data_dir: Optional[str] = None  # where the image keeps its data, owned by the user it runs as
+    config_files: tuple[ConfigFile, ...] = ()
+    # The command is command_prefix, the config files' arguments, then arguments(self, config).
+    # When all three are empty the image's own command runs.
+    command_prefix: tuple[str, ...] = ()
+    arguments: Callable[["Service", "StackConfig"], tuple[str, ...]] = lambda service, config: ()
+    env: Callable[["StackConfig"], Mapping[str, str]] = lambda config: {}
+    # Environment variables whose value is a secret setting: name -> setting.
+    secret_env: Mapping[str, str] = field(default_factory=dict)
+    host_mounts: Callable[["StackConfig"], tuple[HostMount, ...]] = lambda config: ()
+    # Files made by the program rather than rendered from configs/: container path -> content.
+    generated_files: Callable[[], Mapping[str, str]] = lambda: {}
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def setting_prefix(self) -> str:
+        """otel-collector -> otelCollector: its settings are otelCollectorImage, otelCollectorMemoryMiB."""
+        return re.sub(r"-(\w)", lambda match: match.group(1).upper(), self.name)
+
+    @property
+    def image_key(self) -> str:
+        return f"{self.setting_prefix}Image"
+
+    @property
+    def memory_key(self) -> str:
+        return f"{self.setting_prefix}MemoryMiB"
+
+    @property
+    def published_ports(self) -> tuple[Port, ...]:
+        return tuple(port for port in self.ports if port.host is not None)
+
+    def port(self, name: str) -> Port:
+        [port] = [port for port in self.ports if port.name == name]
+        return port
+
+    def command(self, config: "StackConfig") -> Optional[tuple[str, ...]]:
+        files = tuple(argument for file in self.config_files if (argument := file.argument()) is not None)
+        command = (*self.command_prefix, *files, *self.arguments(self, config))
+        return command or None
+
+    def healthcheck_test(self) -> Optional[tuple[str, ...]]:
+        """The readiness endpoint asked from inside the container, with what its image has."""
+        port, path = self.port(self.readiness.port).internal, self.readiness.path
+        url = f"http://127.0.0.1:{port}{path}"
+        if self.healthcheck_tool == "wget":
+            # Busybox wget: --spider asks without writing a file and fails on any status but 2xx.
+            return ("CMD", "wget", "--spider", "-q", url)
+        if self.healthcheck_tool == "curl":
+            return ("CMD", "curl", "-fsS", "-o", "/dev/null", url)
+        if self.healthcheck_tool == "bash":
+            return ("CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port} "
+                    f"&& printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '")
+        return None
+
+
+def _grafana_dashboards() -> dict[str, str]:
+    from .dashboards import rendered_dashboards  # grafana-foundation-sdk: the program needs it, commands do not
+
+    return {f"{GRAFANA_DASHBOARDS_DIR}/{name}": content for name, content in rendered_dashboards().items()}
+
+
+SERVICES = (
+    Service(
+        name="prometheus",
+        ports=(Port("prometheus_http", 9090, 39090, output="prometheus_url"),),
+        readiness=Readiness("prometheus_http", "/-/ready"),
+        runs_as="nobody (image's)",
+        healthcheck_tool="wget",  # the image is busybox
+        data_dir="/prometheus",
+        config_files=(ConfigFile("prometheus.yaml", "/etc/prometheus/prometheus.yml", flag="--config.file"),),
+        # The image's CMD, restated because a command replaces it, plus ours.
+        arguments=lambda service, config: (
+            f"--storage.tsdb.path={service.data_dir}",
+            "--web.console.libraries=/usr/share/prometheus/console_libraries",
+            "--web.console.templates=/usr/share/prometheus/consoles",
+            f"--storage.tsdb.retention.time={config.prometheus_retention}",
+            "--enable-feature=exemplar-storage",
+            # Tempo's metrics-generator writes span metrics and the service graph here.
+            "--web.enable-remote-write-receiver",
+        ),
+    ),
+    Service(
+        name="tempo",
+        ports=(Port("tempo_http", 3200, 33200, output="tempo_url"), Port("tempo_otlp_grpc", 4317),
+               Port("tempo_otlp_http", 4318)),
+        readiness=Readiness("tempo_http", "/ready"),
+        # As another user it could not write its data.
+        runs_as="root: Tempo 2.3's image runs as root and owns `/var/tempo` as root (10001 arrives in 2.5)",
+        healthcheck_tool="wget",  # alpine
+        data_dir="/var/tempo",
+        config_files=(ConfigFile("tempo.yaml", "/etc/tempo/tempo.yaml", flag="-config.file"),),
+        # The metrics-generator remote-writes to Prometheus from its first span.
+        depends_on=("prometheus",),
+    ),
+    Service(
+        name="loki",
+        ports=(Port("loki_http", 3100, 33100, output="loki_url"), Port("loki_grpc", 9096)),
+        readiness=Readiness("loki_http", "/ready"),
+        runs_as="10001 (image's), which owns `/loki`",
+        healthcheck_tool="wget",  # alpine
+        data_dir="/loki",
+        config_files=(ConfigFile("loki.yaml", "/etc/loki/loki.yaml", flag="-config.file"),),
+    ),
+    Service(
+        name="otel-collector",
+        ports=(
+            Port("collector_otlp_http", 4318, 34318, output="otlp_http_endpoint", label="OTLP HTTP"),
+            Port("collector_otlp_grpc", 4317, 34317, output="otlp_grpc_endpoint", label="OTLP gRPC"),
+            Port("collector_prometheus", 8889, 38889, output="collector_metrics_url", output_path="/metrics",
+                 label="metrics"),
+            Port("collector_health", 13133, 33133, output="collector_health_url", output_path="/", label="health"),
+            Port("collector_telemetry", 8888),
+        ),
+        readiness=Readiness("collector_health", "/"),
+        runs_as="10001 (image's)",
+        # The image is FROM scratch (no shell, no wget): `check` asks its health_check extension
+        # from the host instead.
+        healthcheck_tool=None,
+        config_files=(ConfigFile("otel-collector.yaml", "/etc/otelcol-contrib/config.yaml", flag="--config"),),
+        depends_on=("tempo",),
+    ),
+    Service(
+        name="alloy",
+        ports=(Port("alloy_http", 12345, 12345, output="alloy_url"),),
+        readiness=Readiness("alloy_http", "/-/ready"),
+        runs_as="root, as its image: it reads the app's log files whatever their owner",
+        healthcheck_tool="bash",  # Ubuntu with bash but no curl or wget
+        data_dir="/var/lib/alloy/data",
+        config_files=(ConfigFile("alloy.alloy", "/etc/alloy/config.alloy", flag=""),),
+        command_prefix=("run",),
+        arguments=lambda service, config: (
+            f"--storage.path={service.data_dir}",
+            # Alloy 1.5 listens on 127.0.0.1 by default: unreachable from outside the container.
+            f"--server.http.listen-addr=0.0.0.0:{service.port('alloy_http').internal}",
+        ),
+        host_mounts=lambda config: (HostMount(config.log_dir, LOG_MOUNT, read_only=True),),
+        depends_on=("loki",),
+    ),
+    Service(
+        name="grafana",
+        ports=(Port("grafana_http", 3000, 33000, output="grafana_url"),),
+        readiness=Readiness("grafana_http", "/api/health", json_field=("database", "ok")),
+        runs_as="472 (image's), which owns `/var/lib/grafana`",
+        healthcheck_tool="curl",  # alpine with curl
+        data_dir="/var/lib/grafana",
+        config_files=(
+            ConfigFile("grafana/datasources.yaml", "/etc/grafana/provisioning/datasources/trace-stack.yaml"),
+            ConfigFile("grafana/dashboards.yaml", "/etc/grafana/provisioning/dashboards/trace-stack.yaml"),
+        ),
+        env=lambda config: {
+            "GF_SECURITY_ADMIN_USER": config.grafana_admin_user,
+            "GF_AUTH_ANONYMOUS_ENABLED": str(config.grafana_anonymous_enabled).lower(),
+            "GF_AUTH_ANONYMOUS_ORG_ROLE": config.grafana_anonymous_role,
+            "GF_ANALYTICS_REPORTING_ENABLED": "false",
+        },
+        secret_env={"GF_SECURITY_ADMIN_PASSWORD": PASSWORD_KEY},
+        generated_files=_grafana_dashboards,
+        depends_on=("prometheus", "tempo", "loki"),
+    ),
+)
+
+SERVICES_BY_NAME = {service.name: service for service in SERVICES}
+PORTS = tuple(port for service in SERVICES for port in service.ports)
+PORTS_BY_NAME = {port.name: port for port in PORTS}
+OUTPUT_PORTS = {port.output: port for port in PORTS if port.output}
+
+
+def docker_name(stack: str, *parts: str) -> str:
+    """Name of a Docker object: every one carries the stack, so two stacks never collide."""
+    return "-".join((PROJECT, stack, *parts))
+
+
+def data_volume_names(stack: str) -> list[str]:
+    return [docker_name(stack, service.name, "data") for service in SERVICES if service.data_dir]

@@ -1,0 +1,43 @@
+"""The README's tables of the services, made from their declarations:
+`python -m program.tables` prints them, and a test keeps the README's copy the same."""
+
+from __future__ import annotations
+
+from .services import SERVICES, Service, docker_name
+from .settings import DEFAULTS
+
+
+def _host_ports(service: Service) -> str:
+    ports = service.published_ports
+    return ", ".join(f"{port.host} ({port.label})" if len(ports) > 1 else str(port.host) for port in ports)
+
+
+def _healthcheck(service: Service) -> str:
+    test = service.healthcheck_test()
+    if test is None:
+        return f"none: nothing in the image can run one; `check` asks `{service.readiness.path}` from the host"
+    if service.healthcheck_tool == "bash":
+        return f"bash `/dev/tcp` GET `{service.readiness.path}` (the image has no curl or wget)"
+    return f"`{' '.join(test[1:])}`"
+
+
+def services_table() -> str:
+    rows = ["| service | image (setting) | host port (portOffset 0) | data volume |", "|---|---|---|---|"]
+    for service in SERVICES:
+        volume = f"`{docker_name('<stack>', service.name, 'data')}`" if service.data_dir else "—"
+        rows.append(f"| {service.name} | {DEFAULTS[service.image_key]} (`{service.image_key}`) "
+                    f"| {_host_ports(service)} | {volume} |")
+    return "\n".join(rows)
+
+
+def containers_table() -> str:
+    rows = ["| service | memory in MiB (setting) | health check (inside the container) | runs as |",
+            "|---|---|---|---|"]
+    for service in SERVICES:
+        rows.append(f"| {service.name} | {DEFAULTS[service.memory_key]} (`{service.memory_key}`) "
+                    f"| {_healthcheck(service)} | {service.runs_as} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(services_table(), containers_table(), sep="\n\n")

@@ -1,0 +1,29 @@
+"""The `pulumi` CLI as every command runs it: installed, and never stopping to ask for a
+passphrase."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+PULUMI_INSTALL_HINT = "install it with: curl -fsSL https://get.pulumi.com | sh"
+
+
+class PulumiMissing(Exception):
+    pass
+
+
+def require_pulumi() -> str:
+    path = shutil.which("pulumi")
+    if path is None:
+        raise PulumiMissing(f"the pulumi CLI is not installed: {PULUMI_INSTALL_HINT}")
+    return path
+
+
+def pulumi_env() -> dict[str, str]:
+    """The environment for the CLI: a local stack encrypts its secrets with a passphrase; without
+    one set, an empty one, so no command ever stops to prompt. The user's
+    PULUMI_CONFIG_PASSPHRASE(_FILE) win."""
+    if "PULUMI_CONFIG_PASSPHRASE" in os.environ or "PULUMI_CONFIG_PASSPHRASE_FILE" in os.environ:
+        return dict(os.environ)
+    return {**os.environ, "PULUMI_CONFIG_PASSPHRASE": ""}
