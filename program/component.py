@@ -40,7 +40,10 @@ class TraceStack(pulumi.ComponentResource):
 
         # A fixed name collides with itself when replaced create-first.
         self.network = docker.Network(
-            *self._child("network", delete_before_replace=True),
+            # A daemon whose default network options enable IPv6 reads `ipv6` back as true, and
+            # every preview would replace the network (terraform-provider-docker v4.5.0 does not
+            # compute it): the stack needs no say in it.
+            *self._child("network", delete_before_replace=True, ignore_changes=["ipv6"]),
             name=docker_name(config.stack),
             driver="bridge",
             labels=self._labels(docker.NetworkLabelArgs),
@@ -104,7 +107,12 @@ class TraceStack(pulumi.ComponentResource):
             *self._child(service.name,
                          depends_on=[self.containers[name] for name in service.depends_on],
                          # The provider never applies a changed health check in place: replace instead.
-                         replace_on_changes=["healthcheck"]),
+                         # A changed memory limit replaces too, so swap is only ever set at create.
+                         replace_on_changes=["healthcheck", "memory"],
+                         # On a host without swap accounting the engine stores -1 whatever it is given
+                         # (moby verifyPlatformContainerResources), and every preview of a fresh stack
+                         # would plan an update: what it reads back is not the program's to judge.
+                         ignore_changes=["memorySwap"]),
             name=docker_name(config.stack, service.name),
             image=image.image_id,
             command=list(command) if command is not None else None,
@@ -119,8 +127,7 @@ class TraceStack(pulumi.ComponentResource):
             uploads=uploads,
             labels=self._labels(docker.ContainerLabelArgs, service.name),
             restart="unless-stopped",
-            # Swap equal to memory means none beyond the limit; unset, the engine reads back another
-            # value and every preview would show a change.
+            # Swap equal to memory means none beyond the limit (unset, Docker allows as much again).
             memory=config.memory_mib[service.name],
             memory_swap=config.memory_mib[service.name],
             healthcheck=_healthcheck_args(service),

@@ -160,11 +160,18 @@ def run_up(args: argparse.Namespace) -> int:
     except (PreflightError, PulumiMissing, ConfigError) as error:
         err.print(f"up: {error}", markup=False)
         return EXIT_CANNOT_TELL
+    except auto.CommandError as error:
+        cause = lifecycle.failure_cause(error)
+        err.print(f"up: cannot open stack {args.stack}: {cause}", markup=False)
+        if lifecycle.hint(cause):
+            err.print(lifecycle.hint(cause), markup=False)
+        return EXIT_CANNOT_TELL
     try:
         outputs = lifecycle.up(stack, on_output=lambda line: out.print(line, markup=False))
-    except auto.CommandError as error:
-        err.print(f"up: `pulumi up` failed for stack {args.stack}; its output is above ({_last_line(error)})",
-                  markup=False)
+    except lifecycle.StepFailed as failed:
+        err.print(f"up: `{failed.step}` failed for stack {args.stack}: {failed.cause}", markup=False)
+        if failed.hint:
+            err.print(failed.hint, markup=False)
         return EXIT_FAILED
     status = _check_outputs(outputs, args, out, err)
     out.print(f"\nstack {args.stack}:")
@@ -181,10 +188,14 @@ def run_drift(args: argparse.Namespace) -> int:
     out, err = _consoles()
     try:
         stack = lifecycle.open_stack(args.stack, create=False)
+        settings = lifecycle.stack_settings(stack)
         with err.status(f"refreshing stack {args.stack} from the engine and previewing it", spinner="dots"):
-            drifted = lifecycle.drift(stack)
-    except PulumiMissing as error:
+            drifted = lifecycle.drift(stack, settings)
+    except (PulumiMissing, PreflightError, ConfigError) as error:
         err.print(f"drift: {error}", markup=False)
+        return EXIT_CANNOT_TELL
+    except lifecycle.NotDeployed:
+        err.print(f"drift: stack {args.stack} has not been deployed yet: run up", markup=False)
         return EXIT_CANNOT_TELL
     except auto.StackNotFoundError:
         err.print(f"drift: no stack named {args.stack!r} (bring it up first: python -m stack up --stack {args.stack})",
@@ -221,11 +232,14 @@ def run_down(args: argparse.Namespace) -> int:
     except (PreflightError, PulumiMissing, ConfigError) as error:
         err.print(f"down: {error}", markup=False)
         return EXIT_CANNOT_TELL
+    except lifecycle.NotDeployed:
+        out.print(f"stack {args.stack} has nothing to destroy: it has not been deployed", markup=False)
+        return EXIT_OK
     except auto.StackNotFoundError:
         err.print(f"down: no stack named {args.stack!r}", markup=False)
         return EXIT_CANNOT_TELL
     except auto.CommandError as error:
-        err.print(f"down: `pulumi destroy` failed for stack {args.stack}; its output is above ({_last_line(error)})",
+        err.print(f"down: `pulumi destroy` failed for stack {args.stack}: {lifecycle.failure_cause(error)}",
                   markup=False)
         return EXIT_FAILED
     if failure:
@@ -266,13 +280,9 @@ def stack_log_dir(stack_name: Optional[str]) -> str:
             raise LogDirUnknown("no stack is selected: name one with --stack, or the directory with --log-dir")
         return lifecycle.stack_settings(lifecycle.open_stack(name, create=False)).log_dir
     except (PulumiMissing, ConfigError, auto.StackNotFoundError, auto.CommandError) as error:
-        raise LogDirUnknown(f"cannot read the stack's logDir ({_last_line(error)}): "
+        reason = lifecycle.failure_cause(error) if isinstance(error, auto.CommandError) else str(error).splitlines()[0]
+        raise LogDirUnknown(f"cannot read the stack's logDir ({reason}): "
                             f"name the directory with --log-dir") from None
-
-
-def _last_line(error: Exception) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.strip().startswith(("code:", "stdout:", "stderr:"))]
-    return lines[-1] if lines else "no message"
 
 
 def _probe_with_progress(outputs: dict[str, str], options: CheckOptions, console: Console) -> list[Result]:

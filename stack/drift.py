@@ -13,6 +13,8 @@ from typing import Iterable, Optional
 
 from pulumi.automation import events
 
+from program.services import PROJECT
+
 ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
 # Ops that change nothing.
 UNCHANGED_OPS = {"same", "read", "refresh", "discard", "remove-pending-replace"}
@@ -43,12 +45,15 @@ class ResourceDrift:
     type: str
     op: str
     properties: list[str] = field(default_factory=list)
+    down: Optional[str] = None  # a container that is not running: how (`exited, code 137`)
 
     @property
     def name(self) -> str:
         return self.urn.rsplit("::", 1)[-1]
 
     def line(self) -> str:
+        if self.down:
+            return f"{'down':<8} {self.type} {self.name}: {self.name.removeprefix(PROJECT + '-')} is down ({self.down})"
         if self.op == "create":
             why = "missing: it was removed outside Pulumi, or is new in the program"
         elif self.op == "delete":

@@ -46,7 +46,8 @@ def read_outputs(required: tuple[str, ...], outputs_file: Optional[str] = None,
     if pulumi is None:
         raise OutputsError(f"the pulumi CLI is not installed ({PULUMI_INSTALL_HINT}), "
                            f"or pass the outputs with --outputs FILE")
-    command = [pulumi, "stack", "output", "--json", *(["--stack", stack] if stack else [])]
+    # The URLs are no secret, but a stack may mark one so: show it, or it reads "[secret]".
+    command = [pulumi, "stack", "output", "--json", "--show-secrets", *(["--stack", stack] if stack else [])]
     result = subprocess.run(command, capture_output=True, text=True, env=pulumi_env())
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or ["no message"])[-1]

@@ -1,8 +1,13 @@
 """A stand-in for the `pulumi` CLI: records every call and answers as the real CLI would.
 
 Driven by a JSON file named in FAKE_PULUMI (written by tests/test_commands.py):
-{"log": path, "stacks": [names], "config": {...}, "outputs": {...},
- "preview_events": [engine events], "preview_exit": int, "up_exit": int, "destroy_exit": int}
+{"log": path, "stacks": [names], "deployed": bool, "config": {...}, "outputs": {...},
+ "preview_events": [engine events], "preview_exit": int, "up_exit": int, "destroy_exit": int,
+ "install_stderr": text, "up_stderr": text}
+
+What the real CLI (3.274.1) also shows here — a missing stack, the JSON of `config`, `stack
+output` and `stack export`, a failing `install` or `preview` — the fake says as the real one does:
+tests/test_real_cli.py runs both and compares.
 
 Engine events go to the Automation API as the CLI sends them (`--event-log`): the ones the spec
 names for a preview, then the summary and the cancel event that end every run.
@@ -11,6 +16,10 @@ names for a preview, then the summary and the cancel event that end every run.
 import json
 import os
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.cli_outputs import STACK_NOT_FOUND_EXIT, stack_not_found  # noqa: E402 (after the path it needs)
 
 
 CLOSING_EVENTS = [
@@ -44,18 +53,34 @@ def main(raw_args):
 
     stack = args[args.index("--stack") + 1] if "--stack" in args else None
     if args[:1] == ["version"]:
-        print("v3.272.0")
+        print("v3.274.1")
         return 0
-    if args[:2] == ["stack", "select"] and stack not in spec["stacks"]:
-        print(f"error: no stack named '{stack}' found", file=sys.stderr)
-        return 255
-    if args[:2] in (["stack", "select"], ["stack", "init"]) or args[:1] == ["install"]:
+    if args[:2] in (["stack", "select"], ["stack", "output"], ["stack", "export"]) and stack not in spec["stacks"]:
+        print(stack_not_found(stack), file=sys.stderr, end="")
+        return STACK_NOT_FOUND_EXIT
+    if args[:1] == ["install"] and spec.get("install_stderr"):
+        print(spec["install_stderr"], file=sys.stderr, end="")
+        return 1
+    if args[:2] == ["stack", "init"]:
+        spec["stacks"].append(args[2])
+        with open(os.environ["FAKE_PULUMI"], "w") as spec_file:
+            json.dump(spec, spec_file)
+        return 0
+    if args[:2] == ["stack", "select"] or args[:1] == ["install"]:
         return 0
     if args[:1] == ["config"]:
         print(json.dumps(spec.get("config", {})))
         return 0
     if args[:2] == ["stack", "output"]:
-        print(json.dumps(spec.get("outputs", {})))
+        print(json.dumps(spec.get("outputs", {}), indent=4))
+        return 0
+    if args[:2] == ["stack", "export"]:
+        deployment = {"manifest": {"time": "2026-11-26T00:00:00Z", "magic": "", "version": "v3.274.1"},
+                      "secrets_providers": {"type": "passphrase", "state": {"salt": "v1:fake"}}, "metadata": {}}
+        if spec.get("deployed", True):
+            deployment["resources"] = [{"urn": f"urn:pulumi:{stack}::trace-stack::pulumi:pulumi:Stack::trace-stack-{stack}",
+                                        "custom": False, "type": "pulumi:pulumi:Stack"}]
+        print(json.dumps({"version": 3, "deployment": deployment}, indent=4))
         return 0
     if args[:2] == ["stack", "history"]:
         print(json.dumps([{"version": 1, "kind": "update", "startTime": "2026-11-25T00:00:00.000Z",
@@ -71,6 +96,9 @@ def main(raw_args):
                 if "diagnosticEvent" in event:
                     print(event["diagnosticEvent"]["prefix"] + event["diagnosticEvent"]["message"], file=sys.stderr)
             return spec.get("preview_exit", 0)
+        if spec.get(f"{args[0]}_stderr"):
+            print(spec[f"{args[0]}_stderr"], file=sys.stderr, end="")
+            return 1
         print(f"{args[0]}: stack {stack}: done")
         return spec.get(f"{args[0]}_exit", 0)
     print(f"fake pulumi: unexpected call {args}", file=sys.stderr)

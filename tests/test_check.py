@@ -180,7 +180,7 @@ def test_the_check_asks_pulumi_for_the_named_stacks_outputs(tmp_path, stand_ins,
     result = run_check("--stack", "alice", "--timeout", "10",
                           env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
     assert result.returncode == 0, result.stderr
-    assert calls.read_text().splitlines() == ["stack output --json --stack alice"]
+    assert calls.read_text().splitlines() == ["stack output --json --show-secrets --stack alice"]
 
 
 def test_a_missing_outputs_file_is_one_line(tmp_path):

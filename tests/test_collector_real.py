@@ -29,10 +29,10 @@ from stack.smoke import COUNTER, HISTOGRAM, SMOKE_SERVICE, send_telemetry
 from tests.loki_push import LokiPushStandIn
 from tests.program import ROOT
 from tests.tools import (
-    alloy_blocks, collector_process, loopback_values, prometheus_server, rendered_files, run_go_template, stages,
+    alloy_blocks, built, collector_process, loopback_values, prometheus_server, rendered_files, run_go_template, stages,
     wait_until,
 )
-from tools.build_services import BuildError, collector
+from tools.build_services import collector
 
 MANIFEST = ROOT / "tools" / "collector" / "manifest.yaml"
 KINDS = ("receivers", "processors", "exporters", "extensions", "connectors")
@@ -52,10 +52,7 @@ def test_the_manifest_has_every_component_the_config_names():
 
 @pytest.fixture(scope="module")
 def otelcol():
-    try:
-        return collector()
-    except BuildError as error:
-        pytest.fail(f"building the collector: {error}")
+    return built(collector)
 
 
 def test_the_collector_accepts_the_default_config(otelcol, tmp_path):

@@ -16,6 +16,7 @@ from pulumi.automation.events import EngineEvent
 from stack.drift import drift_from_events, first_error
 from tests.program import ROOT
 from program.log_labels import LOG_LABELS, PINO_LEVELS
+from tests.cli_outputs import INSTALL_FAILS_TO_DOWNLOAD, RUN_WITHOUT_LANGUAGE_HOST
 from tests.standins import (
     StandIn, Telemetry, collector_routes, grafana_health, loki_routes, prometheus_routes, ready_text, tempo_routes,
 )
@@ -117,10 +118,10 @@ class Cli:
         path.write_text(f"#!/bin/sh\n{body}\n")
         path.chmod(0o755)
 
-    def fake_docker(self, tmp_path, volume_rm_exit=0):
+    def fake_docker(self, tmp_path, volume_rm_exit=0, inspect="running 0"):
         calls = tmp_path / "docker-calls"
         self._script("docker", f'echo "$@" >> {calls}\ncase "$1" in version) echo 28.2.2;; '
-                               f'volume) exit {volume_rm_exit};; esac')
+                               f'volume) exit {volume_rm_exit};; inspect) echo "{inspect}";; esac')
         return calls
 
     def run(self, *args, timeout=60):
@@ -169,6 +170,35 @@ def test_a_preview_that_failed_after_some_steps_cannot_tell_and_names_the_error(
 def test_a_preview_that_failed_without_a_step_or_a_diagnostic_cannot_tell(tmp_path):
     result = Cli(tmp_path, preview_events=[], preview_exit=255).run("drift", "--stack", "alice")
     assert result.returncode == 2 and result.stderr.startswith("drift: could not tell, the preview failed: ")
+
+
+def test_drift_of_a_stack_never_deployed_says_so(tmp_path):
+    result = Cli(tmp_path, config=stack_config(tmp_path), deployed=False).run("drift", "--stack", "alice")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "drift: stack alice has not been deployed yet: run up"
+
+
+def test_down_of_a_stack_never_deployed_has_nothing_to_destroy(tmp_path):
+    cli = Cli(tmp_path, config=stack_config(tmp_path), deployed=False)
+    result = cli.run("down", "--stack", "alice")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "stack alice has nothing to destroy: it has not been deployed"
+    assert not [c for c in cli.calls() if c["args"][0] == "destroy"]
+
+
+def test_a_container_that_is_down_is_named_as_down_not_as_changed(tmp_path):
+    # What a refresh of an exited container reads back: no ports (a replace) and must_run false
+    # (an update), as terraform-provider-docker v4.5.0's resourceDockerContainerRead has it.
+    down = [step("replace", "trace-stack-prometheus", keys=["ports"], diffs=["ports", "mustRun"]),
+            step("delete-replaced", "trace-stack-prometheus", keys=["ports"]),
+            step("create-replacement", "trace-stack-prometheus", keys=["ports"])]
+    cli = Cli(tmp_path, config=stack_config(tmp_path), preview_events=down, preview_exit=255)
+    docker_calls = cli.fake_docker(tmp_path, inspect="exited 137")
+    result = cli.run("drift", "--stack", "alice")
+    assert result.returncode == 1, result.stderr
+    assert "down     docker:index/container:Container trace-stack-prometheus: prometheus is down (exited, code 137)" \
+        in result.stdout
+    assert "inspect --format {{.State.Status}} {{.State.ExitCode}} trace-stack-alice-prometheus" in docker_calls.read_text()
 
 
 def test_drift_of_a_stack_that_does_not_exist_exits_2(tmp_path):
@@ -230,6 +260,24 @@ def test_up_keeps_a_passphrase_the_user_set(tmp_path, healthy_outputs):
     cli.env["PULUMI_CONFIG_PASSPHRASE"] = "hunter2"
     cli.run("up", "--stack", "alice", "--timeout", "20")
     assert {call["passphrase"] for call in cli.calls()} == {"hunter2"}
+
+
+@pytest.mark.parametrize(("failing", "printed", "reported", "hint"), [
+    ("install_stderr", INSTALL_FAILS_TO_DOWNLOAD,
+     "`pulumi install` failed for stack alice: installing packages: failed to download plugin: docker-5.2.0: "
+     "failed all 5 attempts", "The docker provider plugin could not be downloaded"),
+    ("up_stderr", RUN_WITHOUT_LANGUAGE_HOST,
+     "`pulumi up` failed for stack alice: failed to load language plugin python: no language plugin "
+     "'pulumi-language-python' found in the workspace or on your $PATH",
+     "This pulumi CLI has no Python language host"),
+])
+def test_up_names_the_step_that_failed_its_cause_and_what_to_do(tmp_path, failing, printed, reported, hint):
+    cli = Cli(tmp_path, config=stack_config(tmp_path), **{failing: printed})
+    cli.fake_docker(tmp_path)
+    result = cli.run("up", "--stack", "alice")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[0] == f"up: {reported}"
+    assert result.stderr.strip().splitlines()[1].startswith(hint)
 
 
 def test_up_refuses_a_bad_setting_before_deploying(tmp_path):

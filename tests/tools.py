@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Optional
 import pytest
 
 from program.render import render_service_files, template_values
+from tools.build_services import BuildError
 from program.services import SERVICES_BY_NAME
 from program.settings import StackConfig, settings_from_stack_config
 
@@ -32,6 +33,14 @@ def require(command: str, install_hint: str) -> str:
     if path is None:
         pytest.fail(f"{command} is not installed: {install_hint}")
     return path
+
+
+def built(build: Callable[[], Path]) -> Path:
+    """What a tools/build_services build gives (cached after the first), or the test fails with why."""
+    try:
+        return build()
+    except BuildError as error:
+        pytest.fail(f"building {build.__name__}: {error}")
 
 
 def go_tool(name: str) -> Path:

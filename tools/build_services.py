@@ -1,10 +1,13 @@
 """Build the real services the integration tests run, once, cached outside the repo.
 
-    python -m tools.build_services            # build what is missing, print each binary's path
+    python -m tools.build_services            # build what is missing, print each one's path
 
 The collector is built by the OpenTelemetry Collector Builder (ocb) v0.91.0 from
-tools/collector/manifest.yaml, everything from the Go module proxy. A binary is cached under
-~/.cache/trace-stack/services (TRACE_STACK_SERVICE_CACHE), keyed by its manifest and the Go
+tools/collector/manifest.yaml, the Pulumi CLI and the Pulumi Python language host by `go build` in
+the Go modules tools/pulumi and tools/pulumi-python-host (which pin their versions; the host comes
+with its pulumi-language-python-exec script, and its directory is what goes on PATH), everything
+from the Go module proxy. Each is cached under ~/.cache/trace-stack/services
+(TRACE_STACK_SERVICE_CACHE), keyed by its inputs (the manifest, or go.mod and go.sum) and the Go
 version, so a later run takes no time.
 """
 
@@ -25,6 +28,7 @@ OCB = "go.opentelemetry.io/collector/cmd/builder@v0.91.0"
 # The checksum database has no entry for these module paths at 0.91.0 (it answers 404), so they
 # are checked against the go.sum files they ship with instead.
 NO_SUMDB = "go.opentelemetry.io/collector,github.com/open-telemetry/opentelemetry-collector-contrib"
+PULUMI = "github.com/pulumi/pulumi"
 
 
 class BuildError(Exception):
@@ -49,10 +53,11 @@ def _key(*parts: bytes) -> str:
     return digest.hexdigest()[:16]
 
 
-def _run(command: list[str], cwd: Path, what: str) -> None:
+def _run(command: list[str], cwd: Path, what: str) -> str:
     result = subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, text=True)
     if result.returncode != 0:
         raise BuildError(f"{what} failed:\n{(result.stdout + result.stderr)[-4000:]}")
+    return result.stdout
 
 
 def ocb() -> Path:
@@ -83,7 +88,45 @@ def collector() -> Path:
     return binary
 
 
-SERVICES = {"collector": collector}
+def _pulumi_build(module: str, package: str, version_of: str) -> Path:
+    """`go build` a command of github.com/pulumi/pulumi in the Go module tools/<module>, into a
+    directory cached under <module>-<key>; the command reports the version go.mod requires of
+    the module version_of."""
+    source = ROOT / "tools" / module
+    target = CACHE / f"{module}-{_key((source / 'go.mod').read_bytes(), (source / 'go.sum').read_bytes())}"
+    binary = target / package.rsplit("/", 1)[-1]
+    if binary.exists():
+        return binary
+    version = _run([_go(), "list", "-m", "-f", "{{.Version}}", f"{PULUMI}/{version_of}"], source, "go list").strip()
+    ldflags = f"-X {PULUMI}/sdk/v3/go/common/version.Version={version}"
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE) as work:
+        _run([_go(), "build", "-ldflags", ldflags, "-o", f"{work}/{binary.name}", f"{PULUMI}/{package}"], source,
+             f"go build {PULUMI}/{package}")
+        shutil.move(Path(work) / binary.name, binary)
+    return binary
+
+
+def pulumi_cli() -> Path:
+    """The Pulumi CLI at the version tools/pulumi/go.mod requires, reporting that version."""
+    return _pulumi_build("pulumi", "pkg/v3/cmd/pulumi", "pkg/v3")
+
+
+def python_language_host() -> Path:
+    """The directory to put on PATH for the Pulumi Python language host at the version
+    tools/pulumi-python-host/go.mod requires: pulumi-language-python and, beside it, the
+    pulumi-language-python-exec script it runs a program with (shipped in the sdk/v3 module)."""
+    host = _pulumi_build("pulumi-python-host", "sdk/v3/python/cmd/pulumi-language-python", "sdk/v3")
+    script = host.with_name("pulumi-language-python-exec")
+    if not script.exists():
+        sdk = _run([_go(), "list", "-m", "-f", "{{.Dir}}", f"{PULUMI}/sdk/v3"], ROOT / "tools" / "pulumi-python-host",
+                   "go list").strip()
+        shutil.copyfile(Path(sdk) / "python" / "cmd" / script.name, script)
+        script.chmod(0o755)
+    return host.parent
+
+
+SERVICES = {"collector": collector, "pulumi": pulumi_cli, "python-host": python_language_host}
 
 
 def main() -> int:
