@@ -7,7 +7,7 @@ from typing import Optional
 import pulumi
 import pulumi_docker as docker
 
-from .ports import endpoint_urls
+from .ports import endpoint_urls, port_address
 from .render import render_service_files, template_values
 from .services import PASSWORD_KEY, SERVICES, Service, docker_name
 from .settings import StackConfig
@@ -119,7 +119,7 @@ class TraceStack(pulumi.ComponentResource):
             envs=envs,
             ports=[
                 docker.ContainerPortArgs(internal=port.internal, external=config.host_port(port.host),
-                                         ip=config.bind_address, protocol="tcp")
+                                         ip=port_address(config, port), protocol="tcp")
                 for port in service.published_ports
             ],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.network.name, aliases=[service.name])],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 from grafana_foundation_sdk.builders.logs import Panel as Logs
@@ -23,9 +23,8 @@ from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
 from .log_labels import logs_selector
 from .metric_names import collector_loss_selector, prometheus_metric_name
+from .services import DATASOURCE_UIDS
 
-# Fixed, so links between datasources and from dashboards survive re-provisioning.
-DATASOURCE_UIDS = {"prometheus": "prometheus", "tempo": "tempo", "loki": "loki"}
 
 
 @dataclass(frozen=True)
@@ -91,13 +90,16 @@ def _quantiles(title: str, buckets: str, by: str, ids: Iterator[int]) -> TimeSer
                    description="Dots are exemplars: click one to open its trace in Tempo.")
 
 
-def app_overview() -> Dashboard:
+def app_overview(labels: Mapping[str, str]) -> Dashboard:
+    """The app's own dashboard, named after it (labels: its logs' job and env)."""
+    app = labels["job"]
+    selector = logs_selector(labels)
     m = {key: metric.series for key, metric in APP_METRICS.items()}
     ids = itertools.count(1)  # the SDK places panels; Grafana wants an id on each
     http_count = m["http_duration"] + "_count"
     server_errors = _rate(http_count, selector='{http_status_code=~"5.."}')
     return (
-        Dashboard("refly-api: overview").uid("trace-stack-app").tags(["trace-stack", "refly-api"])
+        Dashboard(f"{app}: overview").uid(f"trace-stack-{app}").tags(["trace-stack", app])
         .refresh("30s").time("now-1h", "now")
         .with_row(Row("LLM").id(next(ids)))
         .with_panel(_series("LLM invocations", "reqps", ids,
@@ -133,10 +135,10 @@ def app_overview() -> Dashboard:
         .with_panel(TimeSeries().id(next(ids)).title("Log lines by level").unit("short").datasource(LOKI)
                     .height(8).span(24).with_target(
                         LokiQuery().ref_id("A").datasource(LOKI).legend_format("{{level}}")
-                        .expr(f"sum by (level) (count_over_time({logs_selector()} [$__auto]))")))
+                        .expr(f"sum by (level) (count_over_time({selector} [$__auto]))")))
         .with_panel(Logs().id(next(ids)).title("Logs").datasource(LOKI).height(12).span(24)
                     .show_time(True).enable_log_details(True).wrap_log_message(True)
-                    .with_target(LokiQuery().ref_id("A").datasource(LOKI).expr(logs_selector())))
+                    .with_target(LokiQuery().ref_id("A").datasource(LOKI).expr(selector)))
     )
 
 
@@ -175,13 +177,10 @@ def stack_health() -> Dashboard:
     )
 
 
-DASHBOARDS = (app_overview, stack_health)
-
-
-def rendered_dashboards() -> dict[str, str]:
-    """File name -> dashboard JSON, for the provider's folder."""
+def rendered_dashboards(labels: Mapping[str, str]) -> dict[str, str]:
+    """File name -> dashboard JSON, for the provider's folder (labels: the app's logs' job and env)."""
     files = {}
-    for build in DASHBOARDS:
-        dashboard = build().build()
+    for builder in (app_overview(labels), stack_health()):
+        dashboard = builder.build()
         files[f"{dashboard.uid}.json"] = json.dumps(dashboard, cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
     return files

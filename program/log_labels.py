@@ -1,5 +1,8 @@
 """The one label scheme of the app's logs, whichever way they come: Pino lines through Alloy,
-OpenTelemetry log records through the collector. One query and one dashboard serve both."""
+OpenTelemetry log records through the collector. One query and one dashboard serve both: `job`
+(the stack's appName), `env` (its appEnv) and `level`."""
+
+from typing import Mapping
 
 # Pino's numeric levels (pino/lib/constants.js).
 PINO_LEVELS = {10: "trace", 20: "debug", 30: "info", 40: "warn", 50: "error", 60: "fatal"}
@@ -8,10 +11,13 @@ PINO_LEVELS = {10: "trace", 20: "debug", 30: "info", 40: "warn", 50: "error", 60
 # as Pino names its levels: a record's level label then reads as a Pino line's does.
 OTEL_SEVERITY_RANGES = tuple(PINO_LEVELS.values())
 
-# Labels every log line gets besides its level, as the seed's queries expect them.
-LOG_LABELS = {"job": "refly-api", "env": "local"}
 
 
-def logs_selector() -> str:
+def log_labels(app_name: str, app_env: str) -> dict[str, str]:
+    """The labels every line of the app gets besides its level."""
+    return {"job": app_name, "env": app_env}
+
+
+def logs_selector(labels: Mapping[str, str]) -> str:
     """The LogQL stream selector for all of the app's logs."""
-    return "{" + ", ".join(f'{name}="{value}"' for name, value in LOG_LABELS.items()) + "}"
+    return "{" + ", ".join(f'{name}="{value}"' for name, value in labels.items()) + "}"

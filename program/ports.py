@@ -1,5 +1,5 @@
-"""The URLs a developer reaches the stack at: every published port, with the stack's offset, on
-the address it is published on."""
+"""Where each published port is, with the stack's offset and on the address it is published on,
+and the URLs a developer reaches them at."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import ipaddress
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .services import OUTPUT_PORTS, PORTS
+from .services import OUTPUT_PORTS, PORTS, Port
+
+LOOPBACK = "127.0.0.1"
 
 if TYPE_CHECKING:
     from .settings import StackConfig
@@ -16,6 +18,18 @@ if TYPE_CHECKING:
 def published_ports(config: "StackConfig") -> dict[str, int]:
     """Host port of every published port, by port name, with the stack's offset applied."""
     return {port.name: config.host_port(port.host) for port in PORTS if port.host is not None}
+
+
+def port_address(config: "StackConfig", port: Port) -> str:
+    """The host address a published port is bound to."""
+    if config.bind_is_loopback or port.public or config.expose_backends:
+        return config.bind_address
+    return LOOPBACK
+
+
+def published_addresses(config: "StackConfig") -> dict[str, tuple[str, int]]:
+    """Address and host port of every published port, by port name."""
+    return {port.name: (port_address(config, port), config.host_port(port.host)) for port in PORTS if port.host is not None}
 
 
 def url_host(config: "StackConfig") -> str:
@@ -34,7 +48,8 @@ def url_host(config: "StackConfig") -> str:
 
 
 def endpoint_urls(config: "StackConfig") -> dict[str, str]:
-    """Every stack output (a name in the contract) and its URL."""
+    """Every stack output (a name in the contract) and its URL, on the address its port is bound to."""
     host = url_host(config)
-    return {output: f"http://{host}:{config.host_port(port.host)}{port.output_path}"
+    return {output: f"http://{host if port_address(config, port) == config.bind_address else 'localhost'}:"
+                    f"{config.host_port(port.host)}{port.output_path}"
             for output, port in OUTPUT_PORTS.items()}

@@ -13,9 +13,8 @@ from typing import Any, Mapping
 
 import jinja2
 
-from .dashboards import DATASOURCE_UIDS
-from .log_labels import LOG_LABELS, OTEL_SEVERITY_RANGES, PINO_LEVELS
-from .services import GRAFANA_DASHBOARDS_DIR, LOG_MOUNT, PORTS, SERVICES, Service
+from .log_labels import OTEL_SEVERITY_RANGES, PINO_LEVELS, log_labels
+from .services import DATASOURCE_UIDS, GRAFANA_DASHBOARDS_DIR, LOG_MOUNT, PORTS, SERVICES, Service
 from .settings import StackConfig
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -84,7 +83,7 @@ def template_values(config: StackConfig) -> dict[str, Any]:
         "tempo_retention": config.tempo_retention,
         "loki_retention": config.loki_retention,
         "log_mount": LOG_MOUNT,
-        "log_labels": dict(LOG_LABELS),
+        "log_labels": log_labels(config.app_name, config.app_env),
         "pino_level_template": pino_level_template(),
         "otel_severity_levels": otel_severity_level_statements(),
         "exemplar_trace_id_labels": list(EXEMPLAR_TRACE_ID_LABELS),
@@ -105,4 +104,4 @@ def render_service_files(service: Service, values: Mapping[str, Any]) -> dict[st
     """Container path -> content of every config file the service reads: templates rendered,
     generated files (dashboards) as they are."""
     rendered = {file.path: render(file.template, values) for file in service.config_files}
-    return {**rendered, **service.generated_files()}
+    return {**rendered, **service.generated_files(values)}

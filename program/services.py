@@ -23,6 +23,9 @@ PROJECT = "trace-stack"
 LOG_MOUNT = "/var/log/app"
 GRAFANA_DASHBOARDS_DIR = "/etc/grafana/dashboards"
 PASSWORD_KEY = "grafanaAdminPassword"
+# Grafana's datasources, by the service each reads: fixed uids, so links between datasources and
+# from dashboards survive re-provisioning.
+DATASOURCE_UIDS = {"prometheus": "prometheus", "tempo": "tempo", "loki": "loki"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,10 @@ class Port:
     output: Optional[str] = None  # the stack output holding its URL (a name in the contract)
     output_path: str = ""
     label: str = ""  # what it is for, where a service publishes several
+    # Published on bindAddress whatever it is: Grafana (which has its own login) and the OTLP
+    # receivers the app sends to. The other, unauthenticated backends stay on 127.0.0.1 when
+    # bindAddress is not loopback, unless exposeBackends.
+    public: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,9 +62,25 @@ class Readiness:
 
     port: str
     path: str
-    # A (key, value) the JSON answer must hold, besides HTTP 200: Grafana's /api/health says
-    # 200 while its database is not yet usable.
+    # A (key, value) the JSON answer must hold, besides HTTP 200: a 200 without it is not the
+    # service.
     json_field: Optional[tuple[str, str]] = None
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """How the running service says what it is and which version, as its source at the pinned
+    tag answers. One of: a JSON document at `path` on the readiness port (the version under
+    `version_keys`, and `identity` a (key, value) that only this service answers with, or a key
+    that must be there); a Prometheus metric at `path` whose `label` holds the version; or a
+    query to the stack's Prometheus, for a service whose own metrics are not published."""
+
+    path: str = ""
+    version_keys: tuple[str, ...] = ()
+    identity: tuple[str, Optional[str]] = ("version", None)
+    metric: str = ""
+    label: str = ""
+    prometheus_query: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,6 +97,7 @@ class Service:
     name: str
     ports: tuple[Port, ...]
     readiness: Readiness
+    build_info: BuildInfo
     runs_as: str
     # The tool the image has to ask `readiness` from inside the container: "wget" (busybox),
     # "curl", "bash" (its /dev/tcp); None when the image has no shell at all.
@@ -88,8 +112,9 @@ class Service:
     # Environment variables whose value is a secret setting: name -> setting.
     secret_env: Mapping[str, str] = field(default_factory=dict)
     host_mounts: Callable[["StackConfig"], tuple[HostMount, ...]] = lambda config: ()
-    # Files made by the program rather than rendered from configs/: container path -> content.
-    generated_files: Callable[[], Mapping[str, str]] = lambda: {}
+    # Files made by the program rather than rendered from configs/, from the template values:
+    # container path -> content.
+    generated_files: Callable[[Mapping], Mapping[str, str]] = lambda values: {}
     depends_on: tuple[str, ...] = ()
 
     @property
@@ -133,10 +158,11 @@ class Service:
         return None
 
 
-def _grafana_dashboards() -> dict[str, str]:
+def _grafana_dashboards(values: Mapping) -> dict[str, str]:
     from .dashboards import rendered_dashboards  # grafana-foundation-sdk: the program needs it, commands do not
 
-    return {f"{GRAFANA_DASHBOARDS_DIR}/{name}": content for name, content in rendered_dashboards().items()}
+    return {f"{GRAFANA_DASHBOARDS_DIR}/{name}": content
+            for name, content in rendered_dashboards(values["log_labels"]).items()}
 
 
 SERVICES = (
@@ -144,6 +170,8 @@ SERVICES = (
         name="prometheus",
         ports=(Port("prometheus_http", 9090, 39090, output="prometheus_url"),),
         readiness=Readiness("prometheus_http", "/-/ready"),
+        # web/api/v1/api.go at v2.48.0: {"status": "success", "data": {"version": "2.48.0", ...}}
+        build_info=BuildInfo("/api/v1/status/buildinfo", ("data", "version"), identity=("status", "success")),
         runs_as="nobody (image's)",
         healthcheck_tool="wget",  # the image is busybox
         data_dir="/prometheus",
@@ -164,6 +192,8 @@ SERVICES = (
         ports=(Port("tempo_http", 3200, 33200, output="tempo_url"), Port("tempo_otlp_grpc", 4317),
                Port("tempo_otlp_http", 4318)),
         readiness=Readiness("tempo_http", "/ready"),
+        # cmd/tempo/app/app.go at v2.3.0: {"version": "2.3.0", "goVersion": "go1.21.3", ...}
+        build_info=BuildInfo("/api/status/buildinfo", ("version",), identity=("goVersion", None)),
         # As another user it could not write its data.
         runs_as="root: Tempo 2.3's image runs as root and owns `/var/tempo` as root (10001 arrives in 2.5)",
         healthcheck_tool="wget",  # alpine
@@ -176,6 +206,8 @@ SERVICES = (
         name="loki",
         ports=(Port("loki_http", 3100, 33100, output="loki_url"), Port("loki_grpc", 9096)),
         readiness=Readiness("loki_http", "/ready"),
+        # pkg/loki/version_handler.go at v2.9.0: {"version": "2.9.0", "revision": "2feb64f", ...}
+        build_info=BuildInfo("/loki/api/v1/status/buildinfo", ("version",), identity=("revision", None)),
         runs_as="10001 (image's), which owns `/loki`",
         healthcheck_tool="wget",  # alpine
         data_dir="/loki",
@@ -184,14 +216,19 @@ SERVICES = (
     Service(
         name="otel-collector",
         ports=(
-            Port("collector_otlp_http", 4318, 34318, output="otlp_http_endpoint", label="OTLP HTTP"),
-            Port("collector_otlp_grpc", 4317, 34317, output="otlp_grpc_endpoint", label="OTLP gRPC"),
+            Port("collector_otlp_http", 4318, 34318, output="otlp_http_endpoint", label="OTLP HTTP", public=True),
+            Port("collector_otlp_grpc", 4317, 34317, output="otlp_grpc_endpoint", label="OTLP gRPC", public=True),
             Port("collector_prometheus", 8889, 38889, output="collector_metrics_url", output_path="/metrics",
                  label="metrics"),
             Port("collector_health", 13133, 33133, output="collector_health_url", output_path="/", label="health"),
             Port("collector_telemetry", 8888),
         ),
-        readiness=Readiness("collector_health", "/"),
+        # The health_check extension (jaeger's handler): {"status": "Server available", ...}.
+        readiness=Readiness("collector_health", "/", json_field=("status", "Server available")),
+        # Its own metrics (port 8888, scraped by the stack's Prometheus, not published) carry
+        # service_version="0.91.0" on every series; its health check answers any path alike.
+        build_info=BuildInfo(prometheus_query='max by (service_version) (otelcol_process_uptime{job="otel-collector"})',
+                             label="service_version"),
         runs_as="10001 (image's)",
         # The image is FROM scratch (no shell, no wget): `check` asks its health_check extension
         # from the host instead.
@@ -203,6 +240,8 @@ SERVICES = (
         name="alloy",
         ports=(Port("alloy_http", 12345, 12345, output="alloy_url"),),
         readiness=Readiness("alloy_http", "/-/ready"),
+        # alloy_build_info{version="v1.5.1", ...} on /metrics; its UI answers any other path.
+        build_info=BuildInfo("/metrics", metric="alloy_build_info", label="version"),
         runs_as="root, as its image: it reads the app's log files whatever their owner",
         healthcheck_tool="bash",  # Ubuntu with bash but no curl or wget
         data_dir="/var/lib/alloy/data",
@@ -218,8 +257,10 @@ SERVICES = (
     ),
     Service(
         name="grafana",
-        ports=(Port("grafana_http", 3000, 33000, output="grafana_url"),),
+        ports=(Port("grafana_http", 3000, 33000, output="grafana_url", public=True),),
         readiness=Readiness("grafana_http", "/api/health", json_field=("database", "ok")),
+        # pkg/api/http_server.go: {"database": "ok", "version": "12.3.0", "commit": "..."}
+        build_info=BuildInfo("/api/health", ("version",), identity=("database", None)),
         runs_as="472 (image's), which owns `/var/lib/grafana`",
         healthcheck_tool="curl",  # alpine with curl
         data_dir="/var/lib/grafana",

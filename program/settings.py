@@ -9,6 +9,7 @@ and memory settings are named after the service (program/services.py).
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ ANONYMOUS_ROLES = ("Viewer", "Editor", "Admin")
 DOCKER_HOST_SCHEMES = ("unix", "tcp", "ssh", "npipe")
 LOKI_MIN_RETENTION_SECONDS = 24 * 3600
 MIN_MEMORY_MIB = 64
+# A Loki label value and a part of the app dashboard's uid (40 characters at most, with the
+# 12 of "trace-stack-").
+LABEL_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,27}")
 _TYPE_ALLOWED = {"integer": "a whole number", "boolean": "true or false", "string": "text"}
 
 
@@ -46,8 +50,11 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class StackConfig:
     stack: str
+    app_name: str
+    app_env: str
     port_offset: int
     bind_address: str
+    expose_backends: bool
     log_dir: str
     prometheus_retention: str
     tempo_retention: str
@@ -133,7 +140,9 @@ def read_settings(config: "pulumi.Config", stack: str) -> StackConfig:
         values[key] = DEFAULTS[key] if value is None else value
     stored, password_encrypted = _stored_settings()
     for key in sorted(stored - set(SCHEMA)):
-        problems.append(f"{PROJECT}:{key} is not a {PROJECT} setting; the settings are: {', '.join(SCHEMA)}")
+        nearest = difflib.get_close_matches(key, SCHEMA, n=1)
+        problems.append(f"{PROJECT}:{key} is not a {PROJECT} setting: "
+                        + (f"did you mean {nearest[0]}?" if nearest else f"the settings are {', '.join(SCHEMA)}"))
     if values[PASSWORD_KEY] and not password_encrypted:
         problems.append(f"{PROJECT}:{PASSWORD_KEY} is stored in plain text in the stack's config: set it again "
                         f"with `pulumi config set --secret {PASSWORD_KEY}`")
@@ -178,6 +187,9 @@ def validate(stack: str, values: Mapping[str, Any], problems: Optional[list[str]
     except ValueError:
         check("bindAddress", False, "an IPv4 or IPv6 address such as 127.0.0.1")
         bind_address = DEFAULTS["bindAddress"]
+    for key in ("appName", "appEnv"):
+        check(key, bool(LABEL_SAFE.fullmatch(values[key])),
+              "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 28 characters")
     check("logDir", values["logDir"].startswith("/"), "an absolute path on the Docker host, such as /tmp/alloy/logs/refly")
     check("prometheusRetention", bool(prometheus_duration_seconds(values["prometheusRetention"])),
           "a positive Prometheus duration such as 30d, 2w or 720h")
@@ -187,12 +199,17 @@ def validate(stack: str, values: Mapping[str, Any], problems: Optional[list[str]
     check("lokiRetention", loki_seconds is not None and loki_seconds >= LOKI_MIN_RETENTION_SECONDS,
           "a duration of at least 24h such as 168h (whole units only, no fractions)")
     for service in SERVICES:
-        check(service.image_key, is_image_reference(values[service.image_key]),
+        image = values[service.image_key]
+        lowered = _lower_case_name(image)
+        check(service.image_key, is_image_reference(image),
+              f"image names are lower case: {lowered}" if lowered != image and is_image_reference(lowered) else
               "an image reference such as grafana/grafana:12.3.0 or registry:5000/team/loki@sha256:<digest>")
         check(service.memory_key, values[service.memory_key] >= MIN_MEMORY_MIB,
               f"at least {MIN_MEMORY_MIB} (MiB); the default is {DEFAULTS[service.memory_key]}")
     check("grafanaAdminUser", bool(values["grafanaAdminUser"].strip()), "a non-empty user name")
-    check("grafanaAnonymousRole", values["grafanaAnonymousRole"] in ANONYMOUS_ROLES, " or ".join(ANONYMOUS_ROLES))
+    role = values["grafanaAnonymousRole"]
+    check("grafanaAnonymousRole", role in ANONYMOUS_ROLES, f"roles are spelt {', '.join(ANONYMOUS_ROLES)}"
+          + (f": did you mean {role.capitalize()}?" if role.capitalize() in ANONYMOUS_ROLES else ""))
     docker_host = values["dockerHost"] or None
     if docker_host is not None:
         check("dockerHost", _is_docker_host(docker_host),
@@ -200,8 +217,11 @@ def validate(stack: str, values: Mapping[str, Any], problems: Optional[list[str]
 
     config = StackConfig(
         stack=stack,
+        app_name=values["appName"],
+        app_env=values["appEnv"],
         port_offset=values["portOffset"],
         bind_address=bind_address,
+        expose_backends=values["exposeBackends"],
         log_dir=values["logDir"],
         prometheus_retention=values["prometheusRetention"],
         tempo_retention=values["tempoRetention"],
@@ -218,6 +238,24 @@ def validate(stack: str, values: Mapping[str, Any], problems: Optional[list[str]
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def settings_notes(config: StackConfig) -> list[str]:
+    """What a user should know about valid settings that may not do what they expect."""
+    if config.bind_is_loopback or config.expose_backends:
+        return []
+    return [f"bindAddress {config.bind_address}: Grafana and the collector's OTLP receivers are published there; "
+            f"Prometheus, Tempo, Loki, Alloy and the collector's metrics and health have no authentication and stay "
+            f"on 127.0.0.1 (reach them through an SSH tunnel), unless you set exposeBackends to true"]
+
+
+def _lower_case_name(image: str) -> str:
+    """The image reference with its name (not its tag or digest) in lower case."""
+    name, separator, rest = image.partition("@")
+    if ":" in name.rsplit("/", 1)[-1]:
+        name, tag = name.rsplit(":", 1)
+        return f"{name.lower()}:{tag}{separator}{rest}"
+    return f"{name.lower()}{separator}{rest}"
 
 
 def _refusal(key: str, value: object, allowed: str) -> str:

@@ -8,19 +8,21 @@ import getpass
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Optional
 
 import httpx
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from program.settings import ConfigError
+from program.settings import DEFAULTS, ConfigError, settings_notes
 
 from . import logs
-from .check import PROBES, REQUIRED_OUTPUTS, CheckOptions, Result, check, collector_losses
+from .check import PROBES, REQUIRED_OUTPUTS, CheckOptions, Result, check, collector_losses, grafana_view
 from .outputs import OutputsError, read_outputs
 from .preflight import PreflightError
 from .pulumi_cli import PulumiMissing
+from .validate import StackFileUnreadable, validate_stack_file
 
 EXIT_OK, EXIT_FAILED, EXIT_CANNOT_TELL = 0, 1, 2
 
@@ -55,6 +57,14 @@ def main(argv: Optional[list[str]] = None) -> int:
                               help="then send a trace, metrics and a log line and wait for each to arrive")
     check_parser.add_argument("--log-dir", help="where --smoke appends its log line (default: the stack's logDir)")
 
+    validate_parser = commands.add_parser(
+        "validate", help="check a stack's settings from its stack file, with no pulumi CLI and no Docker",
+        description="Read Pulumi.<stack>.yaml (encrypted values stay encrypted) and check every setting as the "
+                    "program would. Exit 0: valid, 1: problems (all listed), 2: the file cannot be read.")
+    target = validate_parser.add_mutually_exclusive_group()
+    target.add_argument("--stack", default=own_stack, help="the stack, whose file is Pulumi.<stack>.yaml (default %(default)s)")
+    target.add_argument("--file", metavar="PATH", help="a stack file elsewhere")
+
     drift_parser = commands.add_parser(
         "drift", help="show how the running containers differ from the program",
         description="Refresh the stack from the Docker engine and preview it against the program "
@@ -72,12 +82,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                                       description="The seed's tmux pipe-pane recipe: the app's output appended to "
                                                   "logDir/api.log, which Alloy tails.")
     logs_parser.add_argument("action", choices=("attach", "detach", "status"))
-    logs_parser.add_argument("--session", default="refly-api", help="the app's tmux session (default %(default)s)")
+    logs_parser.add_argument("--session", help="the app's tmux session (default: the stack's appName)")
     logs_parser.add_argument("--stack", default=own_stack, help="the stack whose logDir Alloy reads (default %(default)s)")
     logs_parser.add_argument("--log-dir", help="the directory to pipe into (default: the stack's logDir)")
 
     args = parser.parse_args(argv)
-    return {"up": run_up, "check": run_check, "drift": run_drift, "down": run_down, "logs": run_logs}[args.command](args)
+    return {"up": run_up, "check": run_check, "validate": run_validate, "drift": run_drift, "down": run_down,
+            "logs": run_logs}[args.command](args)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -88,33 +99,67 @@ def run_check(args: argparse.Namespace) -> int:
         required += SMOKE_OUTPUTS
     try:
         outputs = read_outputs(tuple(dict.fromkeys(required)), outputs_file=args.outputs, stack=args.stack)
-    except OutputsError as error:
-        err.print(f"check: {error}", markup=False)
+        expected = _pinned_defaults() if args.outputs else _expected_of(args.stack)
+    except (OutputsError, SettingsUnknown) as error:
+        err.print(f"check: {error}")
         return EXIT_CANNOT_TELL
-    return _check_outputs(outputs, args, out, err)
+    return _check_outputs(outputs, args, out, err, expected)
+
+
+def _pinned_defaults() -> CheckOptions:
+    """What a stack with the default settings runs: the pinned images, anonymous Grafana."""
+    return CheckOptions(images={probe.image_key: DEFAULTS[probe.image_key] for probe in PROBES})
+
+
+def _expected_of(stack_name: Optional[str]) -> CheckOptions:
+    """What the stack's own settings say it runs, and how to ask its Grafana."""
+    from . import lifecycle
+
+    settings = stack_settings_of(stack_name, "--outputs FILE")
+    password = lifecycle.grafana_password(lifecycle.open_stack(settings.stack, create=False))
+    return _expected(settings, password)
+
+
+def _expected(settings, password: Optional[str]) -> CheckOptions:
+    anonymous = settings.grafana_anonymous_enabled
+    return CheckOptions(images={probe.image_key: settings.images[probe.service] for probe in PROBES},
+                        grafana_auth=None if anonymous else (settings.grafana_admin_user, password or "admin"))
 
 
 def _consoles() -> tuple[Console, Console]:
-    return Console(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False, soft_wrap=True)
+    # No markup: a message holding square brackets ("[secret]", a URL) is printed as it is.
+    return (Console(highlight=False, soft_wrap=True, markup=False),
+            Console(stderr=True, highlight=False, soft_wrap=True, markup=False))
 
 
-def _check_outputs(outputs: dict[str, str], args: argparse.Namespace, out: Console, err: Console) -> int:
-    options = CheckOptions(timeout=args.timeout, down_after=getattr(args, "down_after", 5.0))
+def _check_outputs(outputs: dict[str, str], args: argparse.Namespace, out: Console, err: Console,
+                   options: CheckOptions) -> int:
+    options.timeout, options.down_after = args.timeout, getattr(args, "down_after", 5.0)
     results = _probe_with_progress(outputs, options, err)
     report: dict = {"services": [vars(result) for result in results]}
-    ready = all(result.ready for result in results)
+    ready = all(result.ok for result in results)
     as_json = getattr(args, "json", False)
     if not as_json:
         for result in results:
             out.print(result.line())
-        if not ready:
+        if not all(result.ready for result in results):
             failed = ", ".join(result.service for result in results if not result.ready)
             err.print(f"check: not ready: {failed}")
+        drifted = [result.service for result in results if result.version_drift]
+        if drifted:
+            err.print(f"check: version drift: {', '.join(drifted)}")
+    if all(result.ready for result in results):
+        views = asyncio.run(grafana_view(outputs["grafana_url"], options.grafana_auth))
+        report["grafana"] = [vars(view) for view in views]
+        if not as_json:
+            for view in views:
+                out.print(view.line())
+        ready = ready and all(view.ok for view in views)
     prometheus_ready = any(result.ready for result in results if result.service == "prometheus")
     if prometheus_ready:
         report["collector_losses"] = losses = _collector_losses(outputs["prometheus_url"], err)
         if losses and not as_json:
-            err.print("check: the collector has lost data since it started: " + "; ".join(losses), markup=False)
+            err.print("check: the collector has lost data since it started: " + "; ".join(losses))
 
     if ready and getattr(args, "smoke", False):
         hops = _smoke(outputs, args, err)
@@ -136,8 +181,32 @@ def _collector_losses(prometheus_url: str, err: Console) -> list[str]:
     try:
         return asyncio.run(collector_losses(prometheus_url))
     except (httpx.HTTPError, ValueError) as error:
-        err.print(f"check: could not ask Prometheus for the collector's losses: {error}", markup=False)
+        err.print(f"check: could not ask Prometheus for the collector's losses: {error}")
         return []
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    out, err = _consoles()
+    path = Path(args.file) if args.file else stack_file(args.stack)
+    stack = args.stack if not args.file else path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+    try:
+        settings = validate_stack_file(path, stack)
+    except StackFileUnreadable as error:
+        err.print(f"validate: {error}")
+        return EXIT_CANNOT_TELL
+    except ConfigError as error:
+        err.print(f"validate: {path}: {len(error.problems)} problem(s):")
+        for problem in error.problems:
+            err.print(f"  {problem}")
+        return EXIT_FAILED
+    out.print(f"{path}: the settings are valid")
+    for note in settings_notes(settings):
+        out.print(f"note: {note}")
+    return EXIT_OK
+
+
+def stack_file(stack: str) -> Path:
+    return Path(__file__).resolve().parent.parent / f"Pulumi.{stack}.yaml"
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -147,6 +216,12 @@ def run_up(args: argparse.Namespace) -> int:
     from .preflight import preflight
 
     out, err = _consoles()
+    # The stack file first, before the CLI and Docker are asked anything (a new stack has none).
+    if stack_file(args.stack).exists():
+        args.file = None
+        status = run_validate(args)
+        if status != EXIT_OK:
+            return EXIT_CANNOT_TELL
 
     def ask(question: str) -> bool:
         if args.create_log_dir:
@@ -158,25 +233,25 @@ def run_up(args: argparse.Namespace) -> int:
         settings = lifecycle.stack_settings(stack)
         preflight(settings, ask)
     except (PreflightError, PulumiMissing, ConfigError) as error:
-        err.print(f"up: {error}", markup=False)
+        err.print(f"up: {error}")
         return EXIT_CANNOT_TELL
     except auto.CommandError as error:
         cause = lifecycle.failure_cause(error)
-        err.print(f"up: cannot open stack {args.stack}: {cause}", markup=False)
+        err.print(f"up: cannot open stack {args.stack}: {cause}")
         if lifecycle.hint(cause):
-            err.print(lifecycle.hint(cause), markup=False)
+            err.print(lifecycle.hint(cause))
         return EXIT_CANNOT_TELL
     try:
-        outputs = lifecycle.up(stack, on_output=lambda line: out.print(line, markup=False))
+        outputs = lifecycle.up(stack, on_output=lambda line: out.print(line))
     except lifecycle.StepFailed as failed:
-        err.print(f"up: `{failed.step}` failed for stack {args.stack}: {failed.cause}", markup=False)
+        err.print(f"up: `{failed.step}` failed for stack {args.stack}: {failed.cause}")
         if failed.hint:
-            err.print(failed.hint, markup=False)
+            err.print(failed.hint)
         return EXIT_FAILED
-    status = _check_outputs(outputs, args, out, err)
+    status = _check_outputs(outputs, args, out, err, _expected(settings, lifecycle.grafana_password(stack)))
     out.print(f"\nstack {args.stack}:")
     for name, url in outputs.items():
-        out.print(f"  {name:<22} {url}", markup=False)
+        out.print(f"  {name:<22} {url}")
     return status
 
 
@@ -192,29 +267,28 @@ def run_drift(args: argparse.Namespace) -> int:
         with err.status(f"refreshing stack {args.stack} from the engine and previewing it", spinner="dots"):
             drifted = lifecycle.drift(stack, settings)
     except (PulumiMissing, PreflightError, ConfigError) as error:
-        err.print(f"drift: {error}", markup=False)
+        err.print(f"drift: {error}")
         return EXIT_CANNOT_TELL
     except lifecycle.NotDeployed:
-        err.print(f"drift: stack {args.stack} has not been deployed yet: run up", markup=False)
+        err.print(f"drift: stack {args.stack} has not been deployed yet: run up")
         return EXIT_CANNOT_TELL
     except auto.StackNotFoundError:
-        err.print(f"drift: no stack named {args.stack!r} (bring it up first: python -m stack up --stack {args.stack})",
-                  markup=False)
+        err.print(f"drift: no stack named {args.stack!r} (bring it up first: python -m stack up --stack {args.stack})")
         return EXIT_CANNOT_TELL
     except lifecycle.DriftUnknown as error:
-        err.print(f"drift: could not tell, the preview failed: {error}", markup=False)
+        err.print(f"drift: could not tell, the preview failed: {error}")
         return EXIT_CANNOT_TELL
     if args.json:
         out.print_json(json.dumps({"stack": args.stack, "drift": [
             {"urn": d.urn, "type": d.type, "op": d.op, "properties": d.properties, "summary": d.line()}
             for d in drifted]}))
     elif drifted:
-        out.print(f"stack {args.stack} has drifted from the program:", markup=False)
+        out.print(f"stack {args.stack} has drifted from the program:")
         for resource in drifted:
-            out.print(f"  {resource.line()}", markup=False)
-        out.print("`python -m stack up` puts it back.", markup=False)
+            out.print(f"  {resource.line()}")
+        out.print("`python -m stack up` puts it back.")
     else:
-        out.print(f"stack {args.stack}: no drift; the running containers match the program", markup=False)
+        out.print(f"stack {args.stack}: no drift; the running containers match the program")
     return EXIT_FAILED if drifted else EXIT_OK
 
 
@@ -228,27 +302,26 @@ def run_down(args: argparse.Namespace) -> int:
         stack = lifecycle.open_stack(args.stack, create=False)
         settings = lifecycle.stack_settings(stack)
         volumes, failure = lifecycle.down(stack, settings, args.delete_data,
-                                          on_output=lambda line: out.print(line, markup=False))
+                                          on_output=lambda line: out.print(line))
     except (PreflightError, PulumiMissing, ConfigError) as error:
-        err.print(f"down: {error}", markup=False)
+        err.print(f"down: {error}")
         return EXIT_CANNOT_TELL
     except lifecycle.NotDeployed:
-        out.print(f"stack {args.stack} has nothing to destroy: it has not been deployed", markup=False)
+        out.print(f"stack {args.stack} has nothing to destroy: it has not been deployed")
         return EXIT_OK
     except auto.StackNotFoundError:
-        err.print(f"down: no stack named {args.stack!r}", markup=False)
+        err.print(f"down: no stack named {args.stack!r}")
         return EXIT_CANNOT_TELL
     except auto.CommandError as error:
-        err.print(f"down: `pulumi destroy` failed for stack {args.stack}: {lifecycle.failure_cause(error)}",
-                  markup=False)
+        err.print(f"down: `pulumi destroy` failed for stack {args.stack}: {lifecycle.failure_cause(error)}")
         return EXIT_FAILED
     if failure:
-        err.print(f"down: the containers are gone, but removing the data volumes failed: {failure}", markup=False)
+        err.print(f"down: the containers are gone, but removing the data volumes failed: {failure}")
         return EXIT_FAILED
     if args.delete_data:
-        out.print(f"removed the data volumes: {', '.join(volumes)}", markup=False)
+        out.print(f"removed the data volumes: {', '.join(volumes)}")
     else:
-        out.print(f"kept the data volumes (remove them with `down --delete-data`): {', '.join(volumes)}", markup=False)
+        out.print(f"kept the data volumes (remove them with `down --delete-data`): {', '.join(volumes)}")
     return EXIT_OK
 
 
@@ -256,20 +329,22 @@ def run_logs(args: argparse.Namespace) -> int:
     out, err = _consoles()
     action = {"attach": logs.attach, "detach": logs.detach, "status": logs.status}[args.action]
     try:
-        log_dir = args.log_dir or stack_log_dir(args.stack)
-        out.print(action(args.session, log_dir).line(), markup=False)
-    except (logs.LogsError, LogDirUnknown) as error:
-        err.print(f"logs: {error}", markup=False)
+        settings = None if args.log_dir and args.session else stack_settings_of(args.stack, "--log-dir and --session")
+        session = args.session or settings.app_name
+        out.print(action(session, args.log_dir or settings.log_dir).line())
+    except (logs.LogsError, SettingsUnknown) as error:
+        err.print(f"logs: {error}")
         return EXIT_CANNOT_TELL
     return EXIT_OK
 
 
-class LogDirUnknown(Exception):
+class SettingsUnknown(Exception):
     pass
 
 
-def stack_log_dir(stack_name: Optional[str]) -> str:
-    """The stack's own logDir, from its settings: where its Alloy reads the app's lines."""
+def stack_settings_of(stack_name: Optional[str], instead: str):
+    """The stack's settings (its logDir, its appName), through the pulumi CLI; `instead` names
+    the options that make them unneeded."""
     from pulumi import automation as auto
 
     from . import lifecycle
@@ -277,17 +352,16 @@ def stack_log_dir(stack_name: Optional[str]) -> str:
     try:
         name = stack_name or lifecycle.current_stack_name()
         if name is None:
-            raise LogDirUnknown("no stack is selected: name one with --stack, or the directory with --log-dir")
-        return lifecycle.stack_settings(lifecycle.open_stack(name, create=False)).log_dir
+            raise SettingsUnknown(f"no stack is selected: name one with --stack, or give {instead}")
+        return lifecycle.stack_settings(lifecycle.open_stack(name, create=False))
     except (PulumiMissing, ConfigError, auto.StackNotFoundError, auto.CommandError) as error:
         reason = lifecycle.failure_cause(error) if isinstance(error, auto.CommandError) else str(error).splitlines()[0]
-        raise LogDirUnknown(f"cannot read the stack's logDir ({reason}): "
-                            f"name the directory with --log-dir") from None
+        raise SettingsUnknown(f"cannot read the stack's settings ({reason}): give {instead}") from None
 
 
 def _probe_with_progress(outputs: dict[str, str], options: CheckOptions, console: Console) -> list[Result]:
     # A spinner per service while waiting, on a terminal only; gone once the results print.
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+    with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), TimeElapsedColumn(),
                   console=console, transient=True, disable=not console.is_terminal) as progress:
         tasks = {probe.service: progress.add_task(f"{probe.service}: waiting", total=1) for probe in PROBES}
 
@@ -311,10 +385,10 @@ def _smoke(outputs: dict[str, str], args: argparse.Namespace, console: Console) 
         return [Hop(failed.hop, False, time.monotonic() - sent_at, str(failed))]
     hops = [Hop("collector accepted the telemetry", True, time.monotonic() - sent_at, f"trace id {trace_id}")]
     try:
-        log_dir = args.log_dir or stack_log_dir(args.stack)
+        log_dir = args.log_dir or stack_settings_of(args.stack, "--log-dir").log_dir
         path = write_log_line(log_dir, trace_id)
         hops.append(Hop("log line written", True, time.monotonic() - sent_at, str(path)))
-    except LogDirUnknown as error:
+    except SettingsUnknown as error:
         hops.append(Hop("log line written", False, time.monotonic() - sent_at, str(error)))
     except OSError as error:
         hops.append(Hop("log line written", False, time.monotonic() - sent_at,

@@ -1,14 +1,18 @@
-"""The post-deploy check: every service's real readiness endpoint, probed at once.
+"""The post-deploy check: every service's real readiness endpoint, probed at once; then each
+service's own word on what it is and which version, against the image the stack pins; then
+Grafana's own view of its datasources.
 
 A service still starting (HTTP 503, a reset connection, a slow answer) is retried until the
 timeout. A refused connection means nothing listens on the published port — Docker publishes a
 running container's port even before the process inside listens — so a service refused for
-`down_after` seconds is reported down at once instead of being waited for.
+`down_after` seconds is reported down at once instead of being waited for. An answer that will
+not change by waiting (a 4xx, a 200 that is not the service's JSON) is reported at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -18,7 +22,7 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from program.metric_names import COLLECTOR_ITEMS, COLLECTOR_LOSS_COUNTERS, collector_loss_selector
-from program.services import SERVICES
+from program.services import DATASOURCE_UIDS, SERVICES, BuildInfo
 
 REQUEST_TIMEOUT_SECONDS = 2.0
 
@@ -32,21 +36,80 @@ class Refused(Exception):
 
 
 class WrongAnswer(Exception):
-    """A client error (404, 401, ...): waiting will not change it, so it is not retried."""
+    """A client error (404, 401, ...), or an answer that is not the service's: waiting will not
+    change it, so it is not retried."""
 
 
 def judge(response: httpx.Response, json_field: Optional[tuple[str, str]]) -> Optional[str]:
-    """None when the answer says ready, else why not."""
+    """None when the answer says ready, else why not; raises WrongAnswer for a 200 that is not
+    the JSON the service answers with."""
     if response.status_code != 200:
         return f"HTTP {response.status_code}: {_snippet(response.text)}"
     if json_field is None:
         return None
     key, expected = json_field
+    found = _json(response).get(key)
+    if found != expected:
+        raise WrongAnswer(f"answered {key} {found!r}, not {expected!r}: {_snippet(response.text)}")
+    return None
+
+
+def _json(response: httpx.Response) -> dict:
     try:
-        found = response.json().get(key)
-    except (ValueError, AttributeError):
-        return f"not JSON: {_snippet(response.text)}"
-    return None if found == expected else f"{key} {found!r}, not {expected!r}"
+        document = response.json()
+    except ValueError:
+        raise WrongAnswer(f"answered {_snippet(response.text)}, not JSON") from None
+    if not isinstance(document, dict):
+        raise WrongAnswer(f"answered {_snippet(response.text)}, not a JSON object")
+    return document
+
+
+def image_version(image: str) -> Optional[str]:
+    """The version an image's tag names (`grafana/loki:2.9.0` -> 2.9.0, `...:v2.48.0` -> 2.48.0),
+    or None when it names none (`latest`, a custom tag, a digest)."""
+    if "@" in image:
+        return None
+    tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+    return tag.removeprefix("v") if re.fullmatch(r"v?\d+\.\d+\.\d+", tag) else None
+
+
+async def reported_version(client: httpx.AsyncClient, probe: "Probe", base_url: str, prometheus_url: str) -> str:
+    """The version the service itself reports, as its source at the pinned tag answers. Raises
+    WrongAnswer when what answered is not that service, NotReady when it cannot say yet."""
+    info, name = probe.build_info, probe.service
+    if info.prometheus_query:
+        response = await client.get(f"{prometheus_url}/api/v1/query", params={"query": info.prometheus_query},
+                                    timeout=REQUEST_TIMEOUT_SECONDS)
+        if response.status_code != 200:
+            raise NotReady(f"cannot ask Prometheus for its version yet (HTTP {response.status_code})")
+        answer = _json(response)
+        if answer.get("status") != "success":
+            raise WrongAnswer(f"cannot tell its version: Prometheus' query API answered {_snippet(response.text)}")
+        series = answer.get("data", {}).get("result", [])
+        if not series or info.label not in series[0].get("metric", {}):
+            raise NotReady(f"its own metrics are not in Prometheus yet ({info.prometheus_query})")
+        return series[0]["metric"][info.label]
+    response = await client.get(base_url + info.path, timeout=REQUEST_TIMEOUT_SECONDS)
+    if response.status_code == 503:
+        raise NotReady(f"{info.path}: HTTP 503")
+    if response.status_code != 200:
+        raise WrongAnswer(f"not {name}: {info.path} answered HTTP {response.status_code}: {_snippet(response.text)}")
+    if info.metric:
+        found = re.search(rf'^{info.metric}\{{[^}}]*\b{info.label}="([^"]+)"', response.text, re.MULTILINE)
+        if not found:
+            raise WrongAnswer(f"not {name}: {info.path} has no {info.metric} ({_snippet(response.text)})")
+        return found.group(1)
+    try:
+        document = _json(response)
+    except WrongAnswer as error:
+        raise WrongAnswer(f"not {name}: {info.path} {error}") from None
+    key, expected = info.identity
+    version = document
+    for step in info.version_keys:
+        version = version.get(step) if isinstance(version, dict) else None
+    if key not in document or (expected is not None and document[key] != expected) or not isinstance(version, str):
+        raise WrongAnswer(f"not {name}: {info.path} answered {_snippet(response.text)}")
+    return version
 
 
 def _was_refused(error: BaseException) -> bool:
@@ -67,17 +130,19 @@ class Probe:
     service: str
     output: str  # the stack output holding the URL of the port the service answers on
     path: str
-    json_field: Optional[tuple[str, str]] = None
+    json_field: Optional[tuple[str, str]]
+    build_info: BuildInfo
+    image_key: str
 
-    def url(self, outputs: dict[str, str]) -> str:
+    def base_url(self, outputs: dict[str, str]) -> str:
         published = urlsplit(outputs[self.output])
-        return f"{published.scheme}://{published.netloc}{self.path}"
+        return f"{published.scheme}://{published.netloc}"
 
 
 PROBES = tuple(Probe(service.name, service.port(service.readiness.port).output, service.readiness.path,
-                     service.readiness.json_field) for service in SERVICES)
+                     service.readiness.json_field, service.build_info, service.image_key) for service in SERVICES)
 
-REQUIRED_OUTPUTS = tuple(probe.output for probe in PROBES)
+REQUIRED_OUTPUTS = tuple(dict.fromkeys((*(probe.output for probe in PROBES), "prometheus_url")))
 
 
 @dataclass
@@ -88,22 +153,38 @@ class Result:
     seconds: float = 0.0
     reason: str = ""
     attempts: int = 0
+    version: str = ""
+    # Set when the running version is not the one the stack's image names (a failure), or when
+    # the image names no version to compare with (said, not a failure).
+    version_drift: str = ""
+    version_note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.ready and not self.version_drift
 
     def line(self) -> str:
-        state = "ready" if self.ready else "NOT READY"
-        why = "" if self.ready else f"  {self.reason}"
-        return f"{self.service:<15} {state:<9} {self.seconds:6.1f}s  {self.url}{why}"
+        state = "NOT READY" if not self.ready else "VERSION" if self.version_drift else "ready"
+        why = f"  {self.reason}" if not self.ready else f"  {self.version_drift}" if self.version_drift else ""
+        version = f" {self.version}" if self.ready and self.version else ""
+        note = f" ({self.version_note})" if self.version_note else ""
+        return f"{self.service:<15} {state:<9} {self.seconds:6.1f}s  {self.url}{version}{note}{why}"
 
 
 @dataclass
 class CheckOptions:
+    # The image each service runs, by its image setting: what its version is checked against.
+    images: dict[str, str]
     timeout: float = 120.0
     down_after: float = 5.0
+    # Grafana's admin user and password, when anonymous access is off.
+    grafana_auth: Optional[tuple[str, str]] = None
     # Called after every attempt, for a progress display.
     on_attempt: Callable[[Result], None] = lambda result: None
 
 
-async def probe_one(client: httpx.AsyncClient, probe: Probe, url: str, options: CheckOptions) -> Result:
+async def probe_one(client: httpx.AsyncClient, probe: Probe, outputs: dict[str, str], options: CheckOptions) -> Result:
+    url = probe.base_url(outputs) + probe.path
     result = Result(probe.service, url)
     started = time.monotonic()
     refused_since: Optional[float] = None
@@ -136,6 +217,8 @@ async def probe_one(client: httpx.AsyncClient, probe: Probe, url: str, options: 
             raise WrongAnswer(f"{reason} (is this the service's port?)")
         if reason:
             raise NotReady(reason)
+        result.version = await reported_version(client, probe, probe.base_url(outputs),
+                                                outputs["prometheus_url"].rstrip("/"))
 
     retrying = AsyncRetrying(
         stop=stop_after_delay(options.timeout),
@@ -155,6 +238,7 @@ async def probe_one(client: httpx.AsyncClient, probe: Probe, url: str, options: 
                     result.seconds = time.monotonic() - started
                     options.on_attempt(result)
         result.ready, result.reason = True, ""
+        _compare_versions(result, options.images[probe.image_key])
     except (Refused, WrongAnswer) as error:
         result.reason = str(error)
     except NotReady as error:
@@ -164,9 +248,62 @@ async def probe_one(client: httpx.AsyncClient, probe: Probe, url: str, options: 
     return result
 
 
+def _compare_versions(result: Result, image: str) -> None:
+    pinned = image_version(image)
+    if pinned is None:
+        result.version_note = f"image {image} names no version to compare with"
+    elif result.version.removeprefix("v") != pinned:
+        result.version_drift = f"version drift: runs {result.version}, the stack's image is {image}"
+
+
 async def check(outputs: dict[str, str], options: CheckOptions) -> list[Result]:
     async with httpx.AsyncClient(follow_redirects=False) as client:
-        return list(await asyncio.gather(*(probe_one(client, probe, probe.url(outputs), options) for probe in PROBES)))
+        return list(await asyncio.gather(*(probe_one(client, probe, outputs, options) for probe in PROBES)))
+
+
+# How to ask Grafana whether it reaches each datasource: its datasource health API, by uid (it
+# needs datasources:query, which Viewer has); Tempo's plugin has no health check, so, as Grafana's
+# own "Save & test" does, its /api/echo through Grafana's datasource proxy.
+DATASOURCE_NAMES = {"prometheus": "Prometheus", "tempo": "Tempo", "loki": "Loki"}
+GRAFANA_ASKS = {service: f"/api/datasources/proxy/uid/{uid}/api/echo" if service == "tempo"
+                else f"/api/datasources/uid/{uid}/health" for service, uid in DATASOURCE_UIDS.items()}
+
+
+@dataclass
+class DatasourceView:
+    datasource: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"Grafana → {self.datasource}: {'ok' if self.ok else 'FAILED'} ({self.detail})"
+
+
+async def grafana_view(grafana_url: str, auth: Optional[tuple[str, str]]) -> list[DatasourceView]:
+    """What Grafana says of each provisioned datasource: the path a user looks through."""
+    async with httpx.AsyncClient(auth=auth, timeout=10.0) as client:
+
+        async def ask(service: str) -> DatasourceView:
+            name = DATASOURCE_NAMES[service]
+            try:
+                response = await client.get(grafana_url.rstrip("/") + GRAFANA_ASKS[service])
+            except httpx.HTTPError as error:
+                return DatasourceView(name, False, f"Grafana did not answer: {type(error).__name__}")
+            if response.status_code in (401, 403):
+                return DatasourceView(name, False, f"Grafana refused to say (HTTP {response.status_code}): check with "
+                                                   "--stack, so the stack's admin password is used")
+            if service == "tempo":
+                return DatasourceView(name, response.status_code == 200,
+                                      "its API answers through Grafana" if response.status_code == 200 else
+                                      f"HTTP {response.status_code}: {_snippet(response.text)}")
+            try:
+                answer = response.json()
+            except ValueError:
+                return DatasourceView(name, False, f"HTTP {response.status_code}: {_snippet(response.text)}")
+            message = answer.get("message", "") if isinstance(answer, dict) else ""
+            return DatasourceView(name, response.status_code == 200 and answer.get("status") == "OK", message)
+
+        return list(await asyncio.gather(*(ask(service) for service in GRAFANA_ASKS)))
 
 
 async def collector_losses(prometheus_url: str) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Callable, Optional
 
 from pulumi import automation as auto
 
-from program.services import PROJECT, data_volume_names, docker_name
+from program.services import PASSWORD_KEY, PROJECT, data_volume_names, docker_name
 from program.settings import StackConfig, settings_from_stack_config
 
 from .drift import ResourceDrift, drift_from_events, first_error
@@ -86,6 +86,12 @@ def stack_settings(stack: auto.Stack) -> StackConfig:
     values = {key[len(prefix):]: value for key, value in stack.get_all_config().items() if key.startswith(prefix)}
     return settings_from_stack_config(stack.name, {key: value.value for key, value in values.items()},
                                       {key for key, value in values.items() if value.secret})
+
+
+def grafana_password(stack: auto.Stack) -> Optional[str]:
+    """The stack's Grafana admin password, as `up` gives it to Grafana; never printed."""
+    value = stack.get_all_config().get(f"{PROJECT}:{PASSWORD_KEY}")
+    return value.value if value and value.value else None
 
 
 def deployed(stack: auto.Stack) -> bool:

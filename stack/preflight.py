@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Callable, Optional
 
-from program.ports import published_ports
+from program.ports import published_addresses
 from program.settings import StackConfig
 
 DOCKER_TIMEOUT_SECONDS = 15
@@ -54,12 +54,12 @@ def ports_of_this_stack(config: StackConfig) -> set[int]:
 def taken_ports(config: StackConfig, ours: set[int]) -> list[str]:
     """Ports this stack wants that something else already listens on, as `name port` strings."""
     taken = []
-    for name, port in published_ports(config).items():
+    for name, (address, port) in published_addresses(config).items():
         if port in ours:
             continue
-        with socket.socket(socket.AF_INET6 if ":" in config.bind_address else socket.AF_INET) as probe:
+        with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as probe:
             try:
-                probe.bind((config.bind_address, port))
+                probe.bind((address, port))
             except OSError as error:
                 if error.errno == errno.EADDRINUSE:
                     taken.append(f"{name} {port}")

@@ -38,6 +38,7 @@ class StandIn:
 
     def __init__(self, routes: dict[str, Route], delay: float = 0.0):
         self.routes, self.delay = routes, delay
+        self.seen: list[tuple[str, dict]] = []  # every request's path and headers
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -47,6 +48,7 @@ class StandIn:
             def _answer(self, body: bytes):
                 time.sleep(stand_in.delay)
                 parts = urlsplit(self.path)
+                stand_in.seen.append((parts.path, dict(self.headers)))
                 query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
                 status, content_type, payload = stand_in.reply(parts.path, query, body)
                 self.send_response(status)
@@ -81,8 +83,85 @@ def ready_text(body: str = "ready") -> Route:
     return lambda path, query, body_: text(200, body)
 
 
-def grafana_health(database: str = "ok") -> Route:
-    return lambda path, query, body: as_json(200, {"database": database, "version": "12.3.0"})
+# --- each service as its source at the pinned tag answers ----------------------------------------
+
+PINNED = {"prometheus": "2.48.0", "tempo": "2.3.0", "loki": "2.9.0", "otel-collector": "0.91.0", "alloy": "1.5.1",
+          "grafana": "12.3.0"}
+
+
+def grafana_health(database: str = "ok", version: str = PINNED["grafana"]) -> Route:
+    return lambda path, query, body: as_json(200 if database == "ok" else 503, {
+        "database": database, "version": version, "commit": "20051fb1fc604fc54aae76356da1c14612af41d0"})
+
+
+def grafana_datasources(failing: Optional[dict[str, str]] = None) -> dict[str, Route]:
+    """Grafana's datasource health API and its proxy to Tempo's /api/echo (pkg/api/datasources.go),
+    with anonymous access on: 200 {"status": "OK", "message"}, or 400 {"status": "ERROR",
+    "message"} for a failing datasource's uid."""
+    failing = failing or {}
+
+    def health(path, query, body):
+        uid = path.split("/")[4]
+        if uid in failing:
+            return as_json(400, {"status": "ERROR", "message": failing[uid]})
+        message = {"prometheus": "Successfully queried the Prometheus API.",
+                   "loki": "Data source successfully connected."}.get(uid, "")
+        return as_json(200, {"status": "OK", "message": message})
+
+    def echo(path, query, body):
+        return text(502, "dial tcp: lookup tempo: no such host") if "tempo" in failing else text(200, "echo")
+
+    return {r"/api/datasources/uid/[\w-]+/health": health, "/api/datasources/proxy/uid/tempo/api/echo": echo}
+
+
+def build_info(service: str, version: str) -> dict[str, Route]:
+    """The route a service says its version at, answering as its source does."""
+    if service == "prometheus":  # web/api/v1/api.go: an envelope
+        return {"/api/v1/status/buildinfo": lambda *_: as_json(200, {"status": "success", "data": {
+            "version": version, "revision": "6d80b30990bc297d95b5c844e118c4011fad8054", "branch": "HEAD",
+            "buildUser": "root@buildkitsandbox", "buildDate": "20231116-04:35:21", "goVersion": "go1.21.4"}})}
+    if service in ("tempo", "loki"):  # the same struct, bare; Loki's goVersion is always empty
+        path = "/api/status/buildinfo" if service == "tempo" else "/loki/api/v1/status/buildinfo"
+        return {path: lambda *_: as_json(200, {"version": version, "revision": "bedecd2", "branch": "HEAD",
+                                               "buildUser": "", "buildDate": "",
+                                               "goVersion": "go1.21.3" if service == "tempo" else ""})}
+    if service == "alloy":
+        return {"/metrics": lambda *_: text(200, f'# TYPE alloy_build_info gauge\nalloy_build_info{{branch="HEAD",'
+                                                 f'goarch="amd64",goos="linux",goversion="go1.22.7",revision="b0a7c9e",'
+                                                 f'tags="netgo",version="v{version}"}} 1\n')}
+    return {}
+
+
+def collector_health() -> Route:
+    """The collector's health_check extension (jaeger's handler), ready."""
+    return lambda *_: as_json(200, {"status": "Server available", "upSince": "2026-11-26T00:00:00Z", "uptime": "1m"})
+
+
+def prometheus_answering(collector_version: str = PINNED["otel-collector"]) -> Route:
+    """Prometheus' /api/v1/query, holding the collector's own metrics (service_version on every
+    series) and no loss counters."""
+    def query(path, query_, body):
+        result = [{"metric": {"service_version": collector_version}, "value": [time.time(), "12"]}] \
+            if "otelcol_process_uptime" in query_.get("query", "") else []
+        return as_json(200, {"status": "success", "data": {"resultType": "vector", "result": result}})
+    return query
+
+
+def healthy_stack(start: Callable[[dict], str], versions: Optional[dict[str, str]] = None, **routes) -> dict[str, str]:
+    """Stand-ins for the six services, each answering as its source does at the pinned tag (or at
+    `versions`); `routes` add to or replace a service's routes. Returns the outputs' URLs."""
+    versions = {**PINNED, **(versions or {})}
+    answers = {
+        "grafana_url": {"/api/health": grafana_health(version=versions["grafana"]), **grafana_datasources()},
+        "prometheus_url": {"/-/ready": ready_text("Prometheus Server is Ready."),
+                           "/api/v1/query": prometheus_answering(versions["otel-collector"]),
+                           **build_info("prometheus", versions["prometheus"])},
+        "tempo_url": {"/ready": ready_text(), **build_info("tempo", versions["tempo"])},
+        "loki_url": {"/ready": ready_text(), **build_info("loki", versions["loki"])},
+        "collector_health_url": {"/": collector_health()},
+        "alloy_url": {"/-/ready": ready_text("Alloy is ready."), **build_info("alloy", versions["alloy"])},
+    }
+    return {output: start({**answers[output], **routes.get(output, {})}) for output in answers}
 
 
 # --- the smoke check's data path ---------------------------------------------------------------
@@ -146,7 +225,7 @@ def collector_routes(telemetry: Telemetry) -> dict[str, Route]:
         telemetry.receive_logs(body)
         return 200, "application/x-protobuf", logs_service_pb2.ExportLogsServiceResponse().SerializeToString()
 
-    return {"/v1/traces": traces, "/v1/metrics": metrics, "/v1/logs": logs, "/": ready_text("Server available")}
+    return {"/v1/traces": traces, "/v1/metrics": metrics, "/v1/logs": logs, "/": collector_health()}
 
 
 def tempo_routes(telemetry: Telemetry) -> dict[str, Route]:
@@ -168,7 +247,11 @@ def prometheus_routes(telemetry: Telemetry) -> dict[str, Route]:
         series = selector and telemetry.series.get(selector["name"])
         return (selector["name"], series) if series and series["job"] == selector["job"] else None
 
+    collector_version = prometheus_answering()
+
     def instant(path, query, body):
+        if "otelcol_" in query.get("query", ""):
+            return collector_version(path, query, body)
         found = matching(query)
         result = [{"metric": {"__name__": found[0], "job": found[1]["job"]}, "value": [time.time(), str(found[1]["value"])]}] \
             if found else []
@@ -184,7 +267,7 @@ def prometheus_routes(telemetry: Telemetry) -> dict[str, Route]:
     return {"/-/ready": ready_text(), "/api/v1/query": instant, "/api/v1/query_exemplars": exemplars}
 
 
-_LINE_FILTER = re.compile(r'\{job="(?P<job>[^"]+)"\} \|= "(?P<needle>[^"]+)"')
+_LINE_FILTER = re.compile(r'\{job=~"\.\+"\} \|= "(?P<needle>[^"]+)"')
 
 
 def loki_routes(log_dir: Path, telemetry: Telemetry, levels: dict[int, str], labels: dict[str, str]) -> dict[str, Route]:
@@ -216,7 +299,7 @@ def loki_routes(log_dir: Path, telemetry: Telemetry, levels: dict[int, str], lab
     def query_range(path, query, body):
         selector = _LINE_FILTER.fullmatch(query.get("query", ""))
         streams = []
-        if selector and selector["job"] == labels["job"]:
+        if selector:
             streams = pino_streams(selector["needle"]) + exporter_streams(selector["needle"])
         return as_json(200, {"status": "success", "data": {"resultType": "streams", "result": streams}})
 

@@ -8,15 +8,15 @@ import time
 
 import pytest
 
-from program.log_labels import LOG_LABELS, PINO_LEVELS
+from program.log_labels import PINO_LEVELS
 from program.metric_names import prometheus_metric_name
 from stack.outputs import OutputsError, parse_outputs
 from tests.program import ROOT
 from tests.standins import (
-    StandIn, Telemetry, as_json, collector_routes, grafana_health, loki_routes, loki_whose_queries_hang, prometheus_routes,
-    ready_text, tempo_routes, text,
+    PINNED, StandIn, Telemetry, as_json, build_info, collector_routes, grafana_datasources, grafana_health,
+    healthy_stack, loki_routes, loki_whose_queries_hang, prometheus_answering, prometheus_routes, tempo_routes, text,
 )
-from tests.tools import prometheus_server, unused_port
+from tests.tools import DEFAULT_LABELS, loopback_values, prometheus_server, unused_port
 
 SERVICES = ("grafana", "prometheus", "tempo", "loki", "otel-collector", "alloy")
 
@@ -42,8 +42,14 @@ def outputs_file(tmp_path, **urls):
 
 @pytest.fixture(scope="module")
 def real_prometheus(tmp_path_factory):
-    with prometheus_server(tmp_path_factory.mktemp("prometheus")) as url:
+    """Debian's Prometheus on the stack's config, scraping a stand-in for the collector's own
+    metrics (every series labelled with its version, as 0.91.0's are)."""
+    collector = StandIn({"/metrics": lambda *_: text(200, 'otelcol_process_uptime{service_instance_id="x",'
+                                                         'service_name="otelcol-contrib",service_version="0.91.0"} 12\n')})
+    values = loopback_values({"collector_telemetry": int(collector.url.rsplit(":", 1)[1])})
+    with prometheus_server(tmp_path_factory.mktemp("prometheus"), values=values) as url:
         yield url
+    collector.close()
 
 
 @pytest.fixture
@@ -60,50 +66,53 @@ def stand_ins():
         stand_in.close()
 
 
-def healthy_urls(stand_ins, prometheus_url, **overrides):
-    urls = {
-        "grafana_url": stand_ins({"/api/health": grafana_health()}),
-        "prometheus_url": prometheus_url,
-        "tempo_url": stand_ins({"/ready": ready_text()}),
-        "loki_url": stand_ins({"/ready": ready_text()}),
-        "collector_health_url": stand_ins({"/": ready_text("Server available")}) + "/",
-        "alloy_url": stand_ins({"/-/ready": ready_text("Alloy is ready.")}),
-    }
-    return {**urls, **overrides}
+def healthy_urls(stand_ins, routes=None, **urls):
+    """Stand-ins answering as each service's source does at the pinned tag, with `routes` (by
+    output) added or replaced; `urls` replace whole services."""
+    return {**healthy_stack(stand_ins, **(routes or {})), **urls}
 
 
 def lines_by_service(stdout):
     return {line.split()[0]: line for line in stdout.splitlines() if line.split() and line.split()[0] in SERVICES}
 
 
-def test_a_healthy_stack_passes_and_every_service_is_named(tmp_path, stand_ins, real_prometheus):
-    result = run_check("--outputs", str(outputs_file(tmp_path, **healthy_urls(stand_ins, real_prometheus))),
+def test_a_healthy_stack_passes_and_every_service_is_named(tmp_path, stand_ins):
+    result = run_check("--outputs", str(outputs_file(tmp_path, **healthy_urls(stand_ins))),
                           "--timeout", "20")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = lines_by_service(result.stdout)
     assert set(lines) == set(SERVICES)
     assert all(" ready " in line for line in lines.values())
-    assert real_prometheus + "/-/ready" in lines["prometheus"]
+    # Each service's own word on its version, the one its image names.
+    for service, version in PINNED.items():
+        assert lines[service].split("  ")[-1].endswith(version if service != "alloy" else f"v{version}"), lines[service]
+    assert [line for line in result.stdout.splitlines() if line.startswith("Grafana → ")] == [
+        "Grafana → Prometheus: ok (Successfully queried the Prometheus API.)",
+        "Grafana → Tempo: ok (its API answers through Grafana)",
+        "Grafana → Loki: ok (Data source successfully connected.)"]
 
 
 def test_what_the_collector_lost_is_named_without_failing_the_check(tmp_path, stand_ins):
     # The query itself is proved against the real collector and Prometheus in test_collector_real.
+    versions = prometheus_answering()
+
     def loss_series(path, query, body):
-        assert query["query"].endswith(" > 0")
+        if not query["query"].endswith(" > 0"):
+            return versions(path, query, body)
         return as_json(200, {"status": "success", "data": {"resultType": "vector", "result": [
             {"metric": {"__name__": "otelcol_exporter_send_failed_spans", "exporter": "otlp/tempo"},
              "value": [time.time(), "2753"]}]}})
 
-    prometheus = stand_ins({"/-/ready": ready_text(), "/api/v1/query": loss_series})
-    result = run_check("--outputs", str(outputs_file(tmp_path, **healthy_urls(stand_ins, prometheus))))
+    urls = healthy_urls(stand_ins, routes={"prometheus_url": {"/api/v1/query": loss_series}})
+    result = run_check("--outputs", str(outputs_file(tmp_path, **urls)))
     assert result.returncode == 0, result.stderr
     assert ("check: the collector has lost data since it started: exporter otlp/tempo failed to send 2753 spans "
             "(otelcol_exporter_send_failed_spans)") in result.stderr
 
 
-def test_a_service_that_is_down_is_named_without_waiting_for_the_timeout(tmp_path, stand_ins, real_prometheus):
+def test_a_service_that_is_down_is_named_without_waiting_for_the_timeout(tmp_path, stand_ins):
     closed = f"http://127.0.0.1:{unused_port()}"  # nothing listens there
-    urls = healthy_urls(stand_ins, real_prometheus, loki_url=closed)
+    urls = healthy_urls(stand_ins, loki_url=closed)
     result = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", LONG_TIMEOUT,
                        "--down-after", "1")
     assert result.returncode == 1
@@ -112,14 +121,14 @@ def test_a_service_that_is_down_is_named_without_waiting_for_the_timeout(tmp_pat
     assert "not ready: loki" in result.stderr
 
 
-def test_a_service_still_starting_is_waited_for(tmp_path, stand_ins, real_prometheus):
+def test_a_service_still_starting_is_waited_for(tmp_path, stand_ins):
     answers = iter([503, 503, 503])
 
     def starting(path, query, body):
         status = next(answers, 200)
         return text(status, "ready" if status == 200 else "not ready: still starting")
 
-    urls = healthy_urls(stand_ins, real_prometheus, tempo_url=stand_ins({"/ready": starting}))
+    urls = healthy_urls(stand_ins, routes={"tempo_url": {"/ready": starting}})
     result = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", LONG_TIMEOUT, "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
@@ -128,19 +137,78 @@ def test_a_service_still_starting_is_waited_for(tmp_path, stand_ins, real_promet
     assert services["tempo"]["attempts"] == 4 and services["grafana"]["attempts"] == 1
 
 
-def test_a_service_never_ready_fails_at_the_timeout_with_its_answer(tmp_path, stand_ins, real_prometheus):
-    urls = healthy_urls(stand_ins, real_prometheus, grafana_url=stand_ins({"/api/health": grafana_health("failing")}))
+def test_a_service_never_ready_fails_at_the_timeout_with_its_answer(tmp_path, stand_ins):
+    urls = healthy_urls(stand_ins, routes={"grafana_url": {"/api/health": grafana_health("failing")}})
     result = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", "2")
     assert result.returncode == 1
     grafana = lines_by_service(result.stdout)["grafana"]
-    assert "database 'failing'" in grafana and "still not ready after 2s" in grafana
+    assert "HTTP 503: '{\"database\": \"failing\"" in grafana and "still not ready after 2s" in grafana
 
 
-def test_a_client_error_names_status_and_body_without_waiting(tmp_path, stand_ins, real_prometheus):
-    urls = healthy_urls(stand_ins, real_prometheus, alloy_url=stand_ins({}))
+def test_a_client_error_names_status_and_body_without_waiting(tmp_path, stand_ins):
+    urls = healthy_urls(stand_ins, alloy_url=stand_ins({}))
     result = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", LONG_TIMEOUT)
     assert result.returncode == 1
     assert "HTTP 404: '404 page not found' (is this the service's port?)" in lines_by_service(result.stdout)["alloy"]
+
+
+# --- identity, version, and Grafana's own view ------------------------------------------------------
+
+
+def test_a_server_that_answers_anything_is_not_taken_for_the_services(tmp_path, stand_ins):
+    """A dummy answering {"database": "ok"} with 200 on every path passes no service but Grafana's
+    readiness, and each is named at once with what answered."""
+    dummy = stand_ins({r"/.*": lambda *_: as_json(200, {"database": "ok"})})
+    urls = {output: dummy for output in ("grafana_url", "prometheus_url", "tempo_url", "loki_url", "alloy_url")}
+    urls["collector_health_url"] = dummy + "/"
+    result = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", LONG_TIMEOUT)
+    assert result.returncode == 1
+    lines = lines_by_service(result.stdout)
+    assert """not prometheus: /api/v1/status/buildinfo answered '{"database": "ok"}'""" in lines["prometheus"]
+    assert "not tempo: /api/status/buildinfo answered" in lines["tempo"]
+    assert "not loki: /loki/api/v1/status/buildinfo answered" in lines["loki"]
+    assert "not alloy: /metrics has no alloy_build_info" in lines["alloy"]
+    assert "not grafana: /api/health answered" in lines["grafana"]
+    assert all("NOT READY" in line for line in lines.values() if not line.startswith("otel-collector"))
+
+
+def test_a_200_that_is_not_the_services_json_is_named_at_once(tmp_path, stand_ins):
+    urls = healthy_urls(stand_ins, routes={"grafana_url": {"/api/health": lambda *_: text(200, "<html>login</html>")}})
+    result = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", LONG_TIMEOUT)
+    assert result.returncode == 1
+    assert "answered '<html>login</html>', not JSON" in lines_by_service(result.stdout)["grafana"]
+
+
+def test_another_version_than_the_image_is_version_drift(tmp_path, stand_ins):
+    urls = healthy_urls(stand_ins, routes={"loki_url": build_info("loki", "2.8.4")})
+    result = run_check("--outputs", str(outputs_file(tmp_path, **urls)))
+    assert result.returncode == 1
+    loki = lines_by_service(result.stdout)["loki"]
+    assert loki.startswith("loki            VERSION")
+    assert "version drift: runs 2.8.4, the stack's image is grafana/loki:2.9.0" in loki
+    assert "check: version drift: loki" in result.stderr
+
+
+def test_a_real_prometheus_of_another_version_is_named_and_the_collectors_version_read_from_it(
+        tmp_path, stand_ins, real_prometheus):
+    """Debian's Prometheus (2.42) where the stack pins 2.48; the collector's version as that
+    Prometheus scraped it from the collector's own metrics."""
+    urls = healthy_urls(stand_ins, prometheus_url=real_prometheus)
+    result = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", "60")
+    lines = lines_by_service(result.stdout)
+    assert result.returncode == 1
+    assert "version drift: runs 2.42.0+ds, the stack's image is prom/prometheus:v2.48.0" in lines["prometheus"]
+    assert " ready " in lines["otel-collector"] and lines["otel-collector"].endswith(" 0.91.0"), lines["otel-collector"]
+
+
+def test_grafanas_own_view_of_a_datasource_it_cannot_reach(tmp_path, stand_ins):
+    unreachable = ("Post \"http://loki:3100/loki/api/v1/query\": dial tcp: lookup loki: no such host - "
+                   "Unable to connect with Loki. Please check the server logs for more details.")
+    urls = healthy_urls(stand_ins, routes={"grafana_url": grafana_datasources(failing={"loki": unreachable})})
+    result = run_check("--outputs", str(outputs_file(tmp_path, **urls)))
+    assert result.returncode == 1
+    assert f"Grafana → Loki: FAILED ({unreachable})" in result.stdout
+    assert "Grafana → Prometheus: ok" in result.stdout
 
 
 # --- where the outputs come from ----------------------------------------------------------------
@@ -171,18 +239,6 @@ def test_without_the_pulumi_cli_the_check_says_how_to_install_it(tmp_path):
                                      "https://get.pulumi.com | sh), or pass the outputs with --outputs FILE")
 
 
-def test_the_check_asks_pulumi_for_the_named_stacks_outputs(tmp_path, stand_ins, real_prometheus):
-    outputs = outputs_file(tmp_path, **healthy_urls(stand_ins, real_prometheus))
-    calls = tmp_path / "calls"
-    fake = tmp_path / "pulumi"
-    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\ncat {outputs}\n')
-    fake.chmod(0o755)
-    result = run_check("--stack", "alice", "--timeout", "10",
-                          env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
-    assert result.returncode == 0, result.stderr
-    assert calls.read_text().splitlines() == ["stack output --json --show-secrets --stack alice"]
-
-
 def test_a_missing_outputs_file_is_one_line(tmp_path):
     result = run_check("--outputs", str(tmp_path / "nope.json"))
     assert result.returncode == 2
@@ -197,17 +253,11 @@ def smoke_stack(tmp_path, stand_ins):
     telemetry = Telemetry()
     log_dir = tmp_path / "logs"
     log_dir.mkdir()
-    collector = stand_ins(collector_routes(telemetry))
-    urls = {
-        "grafana_url": stand_ins({"/api/health": grafana_health()}),
-        "prometheus_url": stand_ins(prometheus_routes(telemetry)),
-        "tempo_url": stand_ins(tempo_routes(telemetry)),
-        "loki_url": stand_ins(loki_routes(log_dir, telemetry, PINO_LEVELS, LOG_LABELS)),
-        "collector_health_url": collector + "/",
-        "otlp_http_endpoint": collector,
-        "alloy_url": stand_ins({"/-/ready": ready_text()}),
-    }
-    return telemetry, log_dir, outputs_file(tmp_path, **urls)
+    urls = healthy_urls(stand_ins, routes={
+        "prometheus_url": prometheus_routes(telemetry), "tempo_url": tempo_routes(telemetry),
+        "loki_url": loki_routes(log_dir, telemetry, PINO_LEVELS, DEFAULT_LABELS),
+        "collector_health_url": collector_routes(telemetry)})
+    return telemetry, log_dir, outputs_file(tmp_path, **urls, otlp_http_endpoint=urls["collector_health_url"])
 
 
 def test_smoke_follows_one_trace_id_through_every_hop(smoke_stack):
@@ -249,14 +299,14 @@ def test_smoke_reads_every_stream_loki_answers_with(smoke_stack, stand_ins):
     """Another line that mentions the trace id, in a stream of its own ahead of the smoke's lines,
     does not hide them."""
     telemetry, log_dir, outputs = smoke_stack
-    routes = loki_routes(log_dir, telemetry, PINO_LEVELS, LOG_LABELS)
+    routes = {**loki_routes(log_dir, telemetry, PINO_LEVELS, DEFAULT_LABELS), **build_info("loki", PINNED["loki"])}
     answer_streams = routes["/loki/api/v1/query_range"]
 
     def with_another_stream_first(path, query, body):
         status, content_type, payload = answer_streams(path, query, body)
         answer = json.loads(payload)
         needle = query["query"].rsplit('"', 2)[1]
-        answer["data"]["result"].insert(0, {"stream": {**LOG_LABELS, "level": "debug"},
+        answer["data"]["result"].insert(0, {"stream": {**DEFAULT_LABELS, "level": "debug"},
                                             "values": [["1", json.dumps({"msg": f"retrying {needle}"})]]})
         return as_json(200, answer)
 
@@ -270,7 +320,7 @@ def test_smoke_reads_every_stream_loki_answers_with(smoke_stack, stand_ins):
 def test_smoke_tells_a_loki_whose_queries_hang_from_a_line_not_there_yet(smoke_stack, stand_ins):
     _, log_dir, outputs = smoke_stack
     urls = json.loads(outputs.read_text())
-    urls["loki_url"] = stand_ins(loki_whose_queries_hang(lines_received=2))
+    urls["loki_url"] = stand_ins({**loki_whose_queries_hang(lines_received=2), **build_info("loki", PINNED["loki"])})
     outputs.write_text(json.dumps(urls))
     # A timeout far beyond the per-query one: the hop must fail on the first query that hangs.
     result = run_check("--outputs", str(outputs), "--smoke", "--log-dir", str(log_dir), "--timeout", "60")
@@ -303,3 +353,12 @@ def test_smoke_with_the_collector_refusing_names_it(smoke_stack, tmp_path):
 ])
 def test_prometheus_names_of_otel_metrics(name, unit, monotonic, expected):
     assert prometheus_metric_name(name, unit, monotonic) == expected
+
+
+def test_a_message_with_square_brackets_is_printed_as_it_is(tmp_path):
+    urls = {output: "http://localhost:1" for output in ("prometheus_url", "tempo_url", "loki_url", "alloy_url",
+                                                         "collector_health_url")}
+    outputs = outputs_file(tmp_path, grafana_url="[secret]", **urls)
+    result = run_check("--outputs", str(outputs))
+    assert result.returncode == 2
+    assert "hides grafana_url as [secret]" in result.stderr

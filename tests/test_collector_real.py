@@ -21,7 +21,7 @@ from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from program.log_labels import LOG_LABELS, PINO_LEVELS
+from program.log_labels import PINO_LEVELS
 from program.metric_names import prometheus_metric_name
 from program.render import EXEMPLAR_TRACE_ID_LABELS, TRACE_ID_FIELD_REGEX
 from stack.check import collector_losses
@@ -29,6 +29,7 @@ from stack.smoke import COUNTER, HISTOGRAM, SMOKE_SERVICE, send_telemetry
 from tests.loki_push import LokiPushStandIn
 from tests.program import ROOT
 from tests.tools import (
+    DEFAULT_LABELS,
     alloy_blocks, built, collector_process, loopback_values, prometheus_server, rendered_files, run_go_template, stages,
     wait_until,
 )
@@ -186,7 +187,7 @@ def test_otel_log_records_reach_loki_with_the_labels_of_pino_lines(running):
     for labels, line, timestamp in found:
         record = sent[line["body"]]
         # The labels Alloy gives a Pino line: the stack's job and env, Pino's name for the level.
-        expected = {**LOG_LABELS, "level": record["level"]} if record["level"] else dict(LOG_LABELS)
+        expected = {**DEFAULT_LABELS, "level": record["level"]} if record["level"] else dict(DEFAULT_LABELS)
         assert labels == expected, line["body"]
         # The exporter's JSON line: the trace id where Grafana's derived field looks for it, the
         # app's own service.name kept in the line, no hint attributes left behind.

@@ -1,6 +1,7 @@
 """up, drift, down and logs: the exact CLI calls (against a recording fake `pulumi`), the drift
 parser, preflight against real sockets and a real docker CLI, and logs against a real tmux."""
 
+import base64
 import json
 import os
 import socket
@@ -15,12 +16,12 @@ from pulumi.automation.events import EngineEvent
 
 from stack.drift import drift_from_events, first_error
 from tests.program import ROOT
-from program.log_labels import LOG_LABELS, PINO_LEVELS
+from program.log_labels import PINO_LEVELS
 from tests.cli_outputs import INSTALL_FAILS_TO_DOWNLOAD, RUN_WITHOUT_LANGUAGE_HOST
 from tests.standins import (
-    StandIn, Telemetry, collector_routes, grafana_health, loki_routes, prometheus_routes, ready_text, tempo_routes,
+    StandIn, Telemetry, collector_routes, healthy_stack, loki_routes, prometheus_routes, tempo_routes,
 )
-from tests.tools import unused_port, wait_until
+from tests.tools import DEFAULT_LABELS, unused_port, wait_until
 
 URN = "urn:pulumi:alice::trace-stack::trace-stack:index:TraceStack$docker:index/container:Container::"
 STACK_URN = "urn:pulumi:alice::trace-stack::pulumi:pulumi:Stack::trace-stack-alice"
@@ -208,14 +209,21 @@ def test_drift_of_a_stack_that_does_not_exist_exits_2(tmp_path):
 
 
 @pytest.fixture
-def healthy_outputs(tmp_path):
-    stand_ins = [StandIn({"/api/health": grafana_health()}), StandIn({"/-/ready": ready_text()}),
-                 StandIn({"/ready": ready_text()}), StandIn({"/ready": ready_text()}), StandIn({"/": ready_text()}),
-                 StandIn({"/-/ready": ready_text()})]
-    names = ("grafana_url", "prometheus_url", "tempo_url", "loki_url", "collector_health_url", "alloy_url")
-    yield {name: stand_in.url + ("/" if name == "collector_health_url" else "") for name, stand_in in zip(names, stand_ins)}
-    for stand_in in stand_ins:
+def stand_ins():
+    started = []
+
+    def start(routes):
+        started.append(StandIn(routes))
+        return started[-1].url
+
+    yield start
+    for stand_in in started:
         stand_in.close()
+
+
+@pytest.fixture
+def healthy_outputs(stand_ins):
+    return healthy_stack(stand_ins)
 
 
 # Host ports below Linux's ephemeral range (32768 and up), where no test's server lands, and apart
@@ -367,17 +375,35 @@ def test_check_asks_pulumi_for_the_outputs_without_a_passphrase_prompt(tmp_path,
     assert cli.call(["stack", "output"])["passphrase"] == ""
 
 
-def test_check_smoke_writes_its_line_where_the_stacks_alloy_reads(tmp_path):
+def test_check_asks_grafana_as_its_admin_when_anonymous_access_is_off(tmp_path):
+    started = {}
+
+    def start(routes):
+        stand_in = StandIn(routes)
+        started[stand_in.url] = stand_in
+        return stand_in.url
+
+    outputs = healthy_stack(start)
+    config = stack_config(tmp_path, **{"trace-stack:grafanaAnonymousEnabled": "false"})
+    config["trace-stack:grafanaAdminPassword"] = {"value": "s3cret", "secret": True}
+    result = Cli(tmp_path, config=config, outputs=outputs).run("check", "--stack", "alice", "--timeout", "20")
+    for stand_in in started.values():
+        stand_in.close()
+    assert result.returncode == 0, result.stdout + result.stderr
+    asked = [headers for path, headers in started[outputs["grafana_url"]].seen if path.startswith("/api/datasources/")]
+    assert len(asked) == 3
+    assert {headers.get("Authorization") for headers in asked} == {"Basic " + base64.b64encode(b"admin:s3cret").decode()}
+    assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_check_smoke_writes_its_line_where_the_stacks_alloy_reads(tmp_path, stand_ins):
     """Without --log-dir, the smoke line goes to the stack's own logDir, not the default one."""
     telemetry = Telemetry()
-    collector = StandIn(collector_routes(telemetry))
-    outputs = {"grafana_url": StandIn({"/api/health": grafana_health()}).url,
-               "prometheus_url": StandIn(prometheus_routes(telemetry)).url,
-               "tempo_url": StandIn(tempo_routes(telemetry)).url,
-               "loki_url": StandIn(loki_routes(tmp_path / "logs", telemetry, PINO_LEVELS, LOG_LABELS)).url,
-               "collector_health_url": collector.url + "/", "otlp_http_endpoint": collector.url,
-               "alloy_url": StandIn({"/-/ready": ready_text()}).url}
-    cli = Cli(tmp_path, config=stack_config(tmp_path), outputs=outputs)
+    outputs = healthy_stack(stand_ins, prometheus_url=prometheus_routes(telemetry), tempo_url=tempo_routes(telemetry),
+                            loki_url=loki_routes(tmp_path / "logs", telemetry, PINO_LEVELS, DEFAULT_LABELS),
+                            collector_health_url=collector_routes(telemetry))
+    cli = Cli(tmp_path, config=stack_config(tmp_path), outputs={**outputs,
+                                                                "otlp_http_endpoint": outputs["collector_health_url"]})
     result = cli.run("check", "--stack", "alice", "--smoke", "--timeout", "20")
     assert result.returncode == 0, result.stdout + result.stderr
     [line] = (tmp_path / "logs" / "trace-stack-smoke.log").read_text().splitlines()
@@ -397,7 +423,8 @@ def tmux_session(tmp_path):
 
 
 def logs(tmp_path, env, *args):
-    return subprocess.run([sys.executable, "-m", "stack", "logs", *args, "--log-dir", str(tmp_path / "logs")],
+    session = () if "--session" in args else ("--session", "refly-api")
+    return subprocess.run([sys.executable, "-m", "stack", "logs", *args, *session, "--log-dir", str(tmp_path / "logs")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
 
 
@@ -423,6 +450,8 @@ def test_logs_pipes_into_the_stacks_own_log_dir(tmp_path, tmux_session):
                             env={**cli.env, "TMUX_TMPDIR": tmux_session["TMUX_TMPDIR"]}, capture_output=True,
                             text=True, timeout=30)
     assert result.returncode == 0, result.stderr
+    # The stack's appName is the session's name, its logDir where the pane goes.
+    assert result.stdout.startswith("tmux session refly-api: pipe-pane attached")
     assert f"{tmp_path / 'logs' / 'api.log'}" in result.stdout
 
 
@@ -452,3 +481,69 @@ def test_the_commands_load_neither_pulumi_docker_nor_jinja():
     loaded = set(json.loads(result.stdout.strip().splitlines()[-1].replace("'", '"')))
     assert "usage: stack check" in result.stdout or "usage:" in result.stdout
     assert not loaded & {"pulumi_docker", "jinja2", "grafana_foundation_sdk"}, loaded
+
+
+# --- validate: the stack file alone ---------------------------------------------------------------
+
+BROKEN_STACK_FILE = """\
+encryptionsalt: v1:abc
+config:
+  trace-stack:portOfset: 1000
+  trace-stack:grafanaImage: Grafana/Grafana:12
+  trace-stack:grafanaAnonymousRole: admin
+  trace-stack:grafanaAdminPassword:
+    secure: v1:AAAAAAAAAAAA
+  docker:host: unix:///var/run/docker.sock
+"""
+
+
+def test_validate_reads_every_problem_of_a_stack_file_with_no_cli_and_no_docker(tmp_path):
+    stack_file = tmp_path / "Pulumi.carol.yaml"
+    stack_file.write_text(BROKEN_STACK_FILE)
+    env = {**os.environ, "PATH": str(tmp_path)}  # neither pulumi nor docker
+    result = subprocess.run([sys.executable, "-m", "stack", "validate", "--file", str(stack_file)], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"validate: {stack_file}: 3 problem(s):",
+        "  trace-stack:portOfset is not a trace-stack setting: did you mean portOffset?",
+        "  trace-stack:grafanaImage = 'Grafana/Grafana:12' is not allowed: image names are lower case: grafana/grafana:12",
+        "  trace-stack:grafanaAnonymousRole = 'admin' is not allowed: roles are spelt Viewer, Editor, Admin: "
+        "did you mean Admin?",
+    ]
+
+
+def test_validate_explains_what_stays_on_the_host_and_cannot_read_a_missing_file(tmp_path):
+    stack_file = tmp_path / "Pulumi.dana.yaml"
+    stack_file.write_text("config:\n  trace-stack:bindAddress: 0.0.0.0\n  trace-stack:grafanaAnonymousRole: Viewer\n"
+                          "  trace-stack:grafanaAdminPassword:\n    secure: v1:AAAA\n")
+    result = subprocess.run([sys.executable, "-m", "stack", "validate", "--file", str(stack_file)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "stay on 127.0.0.1" in result.stdout and "exposeBackends" in result.stdout
+    missing = subprocess.run([sys.executable, "-m", "stack", "validate", "--file", str(tmp_path / "nope.yaml")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and missing.stderr.startswith("validate: cannot read")
+
+
+def test_up_validates_the_stack_file_before_asking_pulumi_anything(tmp_path):
+    stack = f"validate-{os.getpid()}-{time.monotonic_ns()}"
+    stack_file = ROOT / f"Pulumi.{stack}.yaml"
+    stack_file.write_text(BROKEN_STACK_FILE)
+    try:
+        cli = Cli(tmp_path)
+        result = cli.run("up", "--stack", stack)
+    finally:
+        stack_file.unlink()
+    assert result.returncode == 2
+    assert "did you mean portOffset?" in result.stderr
+    assert cli.calls() == []
+
+
+def test_the_example_stack_files_instructions_work(tmp_path):
+    example = (ROOT / "Pulumi.bob.yaml.example").read_text()
+    assert "`./up --stack bob`" in example and "`venv/bin/python -m stack validate --stack bob`" in example
+    (tmp_path / "Pulumi.bob.yaml").write_text(example)
+    result = subprocess.run([sys.executable, "-m", "stack", "validate", "--file", str(tmp_path / "Pulumi.bob.yaml")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

@@ -81,6 +81,8 @@ BAD_VALUES = [
     ("lokiImage", "grafana/loki:"),
     ("alloyImage", "grafana/alloy@sha256:123"),
     ("grafanaAnonymousRole", "admin"),
+    ("appName", "shop api"),
+    ("exposeBackends", "sometimes"),
     ("grafanaAnonymousEnabled", "yes"),
     ("grafanaAdminUser", " "),
     ("dockerHost", "http://team-box:2375"),
@@ -102,11 +104,6 @@ def test_every_bad_value_is_reported_not_only_the_first():
     assert len(problems) == 4
     for key in ("portOffset", "bindAddress", "tempoRetention", "lokiImage"):
         assert any(f"trace-stack:{key}" in problem for problem in problems)
-
-
-def test_an_unknown_key_is_refused_with_the_known_ones():
-    [problem] = problems_for({"portOfset": "1000"})
-    assert "trace-stack:portOfset" in problem and "portOffset" in problem
 
 
 def test_port_offsets_at_the_edges_of_the_port_range():
@@ -195,3 +192,26 @@ def test_the_example_second_stack_is_valid_and_apart_from_the_first():
     raw = {key.split(":", 1)[1]: value for key, value in example.items()}
     bob = stack_config(raw, stack="bob")
     assert bob.port_offset == 1000 and bob.log_dir != stack_config().log_dir
+
+
+@pytest.mark.parametrize(("key", "value", "said"), [
+    ("grafanaImage", "Grafana/Grafana:12", "image names are lower case: grafana/grafana:12"),
+    ("lokiImage", "Registry.local/Loki:2.9.0-RC1", "image names are lower case: registry.local/loki:2.9.0-RC1"),
+    ("grafanaAnonymousRole", "admin", "roles are spelt Viewer, Editor, Admin: did you mean Admin?"),
+    ("grafanaAnonymousRole", "Owner", "roles are spelt Viewer, Editor, Admin"),
+])
+def test_a_refusal_says_what_is_wrong(key, value, said):
+    [problem] = problems_for({key: value})
+    assert problem.endswith(said)
+
+
+def test_an_unknown_key_gets_the_nearest_setting():
+    [problem] = problems_for({"portOfset": "1000"})
+    assert problem == "trace-stack:portOfset is not a trace-stack setting: did you mean portOffset?"
+
+
+@pytest.mark.parametrize("value", ["shop api", "-shop", "shop/api", "a" * 29, ""])
+def test_app_name_and_env_are_label_safe(value):
+    for key in ("appName", "appEnv"):
+        [problem] = problems_for({key: value})
+        assert problem.startswith(f"trace-stack:{key} = {value!r} is not allowed: letters, digits")

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from program.component import go_duration
-from program.services import SERVICES, SERVICES_BY_NAME
+from program.services import SERVICES
 from program.settings import DEFAULTS
 from program.tables import containers_table, services_table
 from tests.program import COMPONENT, ROOT, run_program

@@ -9,10 +9,9 @@ import pytest
 import yaml
 
 from program.dashboards import APP_METRICS
-from program.log_labels import LOG_LABELS
 from program.services import GRAFANA_DASHBOARDS_DIR
 from tests.program import run_program
-from tests.tools import prometheus_server
+from tests.tools import DEFAULT_LABELS, prometheus_server
 
 # What Grafana puts in place of its variables before a query reaches Prometheus.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "30s", "$__range": "1h"}
@@ -40,13 +39,13 @@ def targets(dashboards, datasource="prometheus"):
 
 
 def test_two_dashboards_are_provisioned_into_the_providers_folder(dashboards, grafana_files):
-    assert set(dashboards) == {"trace-stack-app", "trace-stack-health"}
+    assert set(dashboards) == {"trace-stack-refly-api", "trace-stack-health"}
     provider = yaml.safe_load(grafana_files["/etc/grafana/provisioning/dashboards/trace-stack.yaml"])["providers"][0]
     assert provider["options"]["path"] == GRAFANA_DASHBOARDS_DIR and provider["folder"] == "trace-stack"
 
 
 def test_the_app_overview_has_a_row_for_each_part_of_the_app(dashboards):
-    rows = [panel["title"] for panel in dashboards["trace-stack-app"]["panels"] if panel["type"] == "row"]
+    rows = [panel["title"] for panel in dashboards["trace-stack-refly-api"]["panels"] if panel["type"] == "row"]
     assert rows == ["LLM", "Tools", "Database", "HTTP", "Process", "Logs"]
 
 
@@ -54,15 +53,15 @@ def test_the_app_logs_panels_select_both_log_paths_by_the_shared_labels(dashboar
     # Alloy's Pino lines and the collector's log records carry these labels alike
     # (tests/test_collector_real.py compares them), so one selector shows both.
     logs = targets(dashboards, "loki")
-    assert [(uid, title) for uid, title, _ in logs] == [("trace-stack-app", "Log lines by level"),
-                                                       ("trace-stack-app", "Logs")]
-    selector = "{" + ", ".join(f'{name}="{value}"' for name, value in LOG_LABELS.items()) + "}"
+    assert [(uid, title) for uid, title, _ in logs] == [("trace-stack-refly-api", "Log lines by level"),
+                                                       ("trace-stack-refly-api", "Logs")]
+    selector = "{" + ", ".join(f'{name}="{value}"' for name, value in DEFAULT_LABELS.items()) + "}"
     assert logs[0][2] == f"sum by (level) (count_over_time({selector} [$__auto]))"
     assert logs[1][2] == selector
 
 
 def test_latency_panels_show_p50_p95_p99_with_exemplars(dashboards):
-    latency = [p for p in panels(dashboards["trace-stack-app"]) if p.get("fieldConfig", {}).get("defaults", {}).get("unit") == "ms"]
+    latency = [p for p in panels(dashboards["trace-stack-refly-api"]) if p.get("fieldConfig", {}).get("defaults", {}).get("unit") == "ms"]
     assert [p["title"] for p in latency] == ["LLM latency", "Tool duration", "Query duration", "Request latency"]
     for panel in latency:
         assert [t["expr"].split(",")[0] for t in panel["targets"]] == [

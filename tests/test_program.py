@@ -249,3 +249,30 @@ def test_a_stack_deployed_with_the_earlier_names_is_not_replaced(stack):
     assert set(aliases.values()) == children_before
     for name, urn in aliases.items():
         assert urn.endswith("::" + name.removeprefix(f"{COMPONENT}-")), (name, urn)
+
+
+def test_off_loopback_only_grafana_and_the_otlp_receivers_leave_the_host():
+    network = {"bindAddress": "0.0.0.0", "grafanaAdminPassword": "s3cret", "grafanaAnonymousRole": "Viewer"}
+    program = run_program(network, secret_keys=("grafanaAdminPassword",))
+    addresses = {(service, int(port["internal"])): port["ip"]
+                 for service, container in program.containers.items() for port in container["ports"]}
+    public = {("grafana", 3000), ("otel-collector", 4318), ("otel-collector", 4317)}
+    assert {key for key, ip in addresses.items() if ip == "0.0.0.0"} == public
+    assert {ip for key, ip in addresses.items() if key not in public} == {"127.0.0.1"}
+    # Each URL is where its port really is: the backends through a tunnel, on localhost.
+    assert program.outputs["loki_url"] == "http://localhost:33100"
+
+    exposed = run_program({**network, "exposeBackends": True}, secret_keys=("grafanaAdminPassword",))
+    assert {port["ip"] for c in exposed.containers.values() for port in c["ports"]} == {"0.0.0.0"}
+
+
+def test_the_app_is_a_setting():
+    program = run_program({"appName": "shop-api", "appEnv": "staging"})
+    grafana = {upload["file"]: upload["content"] for upload in program.containers["grafana"]["uploads"]}
+    dashboard = json.loads(grafana["/etc/grafana/dashboards/trace-stack-shop-api.json"])
+    assert (dashboard["title"], dashboard["uid"]) == ("shop-api: overview", "trace-stack-shop-api")
+    logs = [target["expr"] for panel in dashboard["panels"] if panel.get("datasource", {}).get("type") == "loki"
+            for target in panel["targets"]]
+    assert logs and all('{job="shop-api", env="staging"}' in expr for expr in logs)
+    alloy = program.containers["alloy"]["uploads"][0]["content"]
+    assert '"shop-api"' in alloy and '"staging"' in alloy

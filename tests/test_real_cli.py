@@ -21,7 +21,7 @@ from tests.cli_outputs import (
     stack_not_found,
 )
 from tests.program import ROOT
-from tests.standins import StandIn, as_json, grafana_health, ready_text
+from tests.standins import StandIn, healthy_stack
 from tests.tools import built
 from tools.build_services import pulumi_cli, python_language_host
 
@@ -170,13 +170,9 @@ def test_a_users_own_passphrase_is_used_and_a_wrong_one_named(cli):
 
 @pytest.fixture
 def healthy_services():
-    stand_ins = {"grafana_url": StandIn({"/api/health": grafana_health()}),
-                 "prometheus_url": StandIn({"/-/ready": ready_text(), "/api/v1/query": lambda *_: as_json(
-                     200, {"status": "success", "data": {"resultType": "vector", "result": []}})}),
-                 "tempo_url": StandIn({"/ready": ready_text()}), "loki_url": StandIn({"/ready": ready_text()}),
-                 "collector_health_url": StandIn({"/": ready_text()}), "alloy_url": StandIn({"/-/ready": ready_text()})}
-    yield {name: stand_in.url for name, stand_in in stand_ins.items()}
-    for stand_in in stand_ins.values():
+    started = []
+    yield healthy_stack(lambda routes: (started.append(StandIn(routes)), started[-1].url)[1])
+    for stand_in in started:
         stand_in.close()
 
 

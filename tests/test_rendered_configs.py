@@ -368,3 +368,17 @@ def test_retention_settings_reach_tempo_and_loki():
 def test_port_offset_changes_no_file_inside_the_network(files):
     # Containers talk to each other on their own ports; only the published host ports move.
     assert rendered({"portOffset": "1000"}) == files
+
+
+def test_the_apps_name_and_env_label_both_log_paths_and_link_traces_to_its_logs(tmp_path):
+    files = rendered({"appName": "shop-api", "appEnv": "staging"})
+    alloy = alloy_blocks(files["alloy"]["/etc/alloy/config.alloy"], tmp_path)
+    assert dict(stages(alloy[("loki.process", "pino")]))["stage.static_labels"] == {
+        "values": {"job": "shop-api", "env": "staging"}}
+    collector = load(files, "otel-collector", "/etc/otelcol-contrib/config.yaml")
+    [resource, _] = collector["processors"]["transform/log_labels"]["log_statements"]
+    assert resource["statements"][:2] == ['set(attributes["job"], "shop-api")', 'set(attributes["env"], "staging")']
+    datasources = {s["type"]: s for s in load(files, "grafana", "/etc/grafana/provisioning/datasources/trace-stack.yaml")[
+        "datasources"]}
+    assert grafana_expand(datasources["tempo"]["jsonData"]["tracesToLogsV2"]["query"]) == \
+        '{job="shop-api"} |= "${__trace.traceId}"'

@@ -16,6 +16,7 @@ SERVICES = SERVICES + (
         name="toy",
         ports=(Port("toy_http", 8080, 38080, output="toy_url"), Port("toy_grpc", 9999)),
         readiness=Readiness("toy_http", "/healthz"),
+        build_info=BuildInfo("/version", ("version",)),
         runs_as="65534 (image's)",
         healthcheck_tool="wget",
         data_dir="/var/lib/toy",
@@ -37,6 +38,7 @@ TOY_SETTINGS = '''
 '''
 
 PROBE = textwrap.dedent('''
+    import dataclasses
     import json
     from tests.program import run_program
     from stack.check import PROBES
@@ -54,7 +56,7 @@ PROBE = textwrap.dedent('''
         "uploads": {u["file"]: u["content"] for u in toy["uploads"]},
         "image": image,
         "output": program.outputs.get("toy_url"),
-        "probe": [vars(p) for p in PROBES if p.service == "toy"],
+        "probe": [dataclasses.asdict(p) for p in PROBES if p.service == "toy"],
         "preflight_ports": published_ports(stack_config()),
         "tables": services_table() + containers_table(),
     }))
@@ -83,7 +85,9 @@ def test_a_toy_service_is_taken_up_everywhere(tmp_path):
     assert toy["networksAdvanced"] == [{"name": "trace-stack-dev", "aliases": ["toy"]}]
     assert seen["uploads"] == {"/etc/toy/toy.yaml": 'listen: "0.0.0.0:8080"\nlogs: "http://loki:3100"\n'}
     assert seen["output"] == "http://localhost:38080"
-    assert seen["probe"] == [{"service": "toy", "output": "toy_url", "path": "/healthz", "json_field": None}]
+    [probe] = seen["probe"]
+    assert (probe["service"], probe["output"], probe["path"], probe["image_key"]) == ("toy", "toy_url", "/healthz", "toyImage")
+    assert (probe["build_info"]["path"], probe["build_info"]["version_keys"]) == ("/version", ["version"])
     assert seen["preflight_ports"]["toy_http"] == 38080 and "toy_grpc" not in seen["preflight_ports"]
     assert "| toy | example/toy:1.0 (`toyImage`) | 38080 | `trace-stack-<stack>-toy-data` |" in seen["tables"]
     assert "| toy | 128 (`toyMemoryMiB`) | `wget --spider -q http://127.0.0.1:8080/healthz` |" in seen["tables"]

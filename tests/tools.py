@@ -24,6 +24,8 @@ from program.services import SERVICES_BY_NAME
 from program.settings import StackConfig, settings_from_stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
+# The labels of a default stack's app logs (appName, appEnv).
+DEFAULT_LABELS = {"job": "refly-api", "env": "local"}
 PROMETHEUS_HINT = "apt-get install -y prometheus (Debian's package ships promtool and the server)"
 CACHE = Path(os.environ.get("TRACE_STACK_TOOL_CACHE", Path.home() / ".cache" / "trace-stack" / "tools"))
 

@@ -127,11 +127,14 @@ def python_language_host() -> Path:
 
 
 SERVICES = {"collector": collector, "pulumi": pulumi_cli, "python-host": python_language_host}
+# Roughly how long each takes on 2 cores the first time (nothing once cached).
+FIRST_BUILD = {"collector": "about 3 minutes", "pulumi": "about 8 minutes", "python-host": "under a minute"}
 
 
 def main() -> int:
     for name, build in SERVICES.items():
-        print(f"{name}: building, or taking it from the cache ({CACHE})...", flush=True)
+        print(f"{name}: building, or taking it from the cache ({CACHE}; {FIRST_BUILD[name]} the first time)...",
+              flush=True)
         started = time.monotonic()
         try:
             path = build()
