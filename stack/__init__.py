@@ -1,2 +1,2 @@
-"""trace-stack's commands: up, check, drift, down, logs (`python -m stack --help`). They take plain
+"""trace-stack's commands: up, check, validate, drift, down, logs (`python -m stack --help`). They take plain
 data from the program (program/) and never load pulumi_docker or Jinja."""

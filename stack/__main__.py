@@ -1,4 +1,4 @@
-"""trace-stack's commands: up, check, drift, down, logs (`python -m stack --help`)."""
+"""trace-stack's commands: up, check, validate, drift, down, logs (`python -m stack --help`)."""
 
 from __future__ import annotations
 

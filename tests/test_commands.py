@@ -465,7 +465,7 @@ def test_logs_without_the_session_or_tmux(tmp_path, tmux_session):
 
 def test_every_command_has_a_one_line_help():
     result = subprocess.run([sys.executable, "-m", "stack", "--help"], cwd=ROOT, capture_output=True, text=True)
-    for command in ("up", "check", "drift", "down", "logs"):
+    for command in ("up", "check", "validate", "drift", "down", "logs"):
         assert any(line.strip().startswith(command + " ") for line in result.stdout.splitlines()), command
 
 
