@@ -113,11 +113,7 @@ def _pinned_defaults() -> CheckOptions:
 
 def _expected_of(stack_name: Optional[str]) -> CheckOptions:
     """What the stack's own settings say it runs, and how to ask its Grafana."""
-    from . import lifecycle
-
-    settings = stack_settings_of(stack_name, "--outputs FILE")
-    password = lifecycle.grafana_password(lifecycle.open_stack(settings.stack, create=False))
-    return _expected(settings, password)
+    return _expected(*stack_settings_of(stack_name, "--outputs FILE"))
 
 
 def _expected(settings, password: Optional[str]) -> CheckOptions:
@@ -230,7 +226,7 @@ def run_up(args: argparse.Namespace) -> int:
 
     try:
         stack = lifecycle.open_stack(args.stack, create=True)
-        settings = lifecycle.stack_settings(stack)
+        settings, password = lifecycle.stack_settings(stack)
         preflight(settings, ask)
     except (PreflightError, PulumiMissing, ConfigError) as error:
         err.print(f"up: {error}")
@@ -248,7 +244,7 @@ def run_up(args: argparse.Namespace) -> int:
         if failed.hint:
             err.print(failed.hint)
         return EXIT_FAILED
-    status = _check_outputs(outputs, args, out, err, _expected(settings, lifecycle.grafana_password(stack)))
+    status = _check_outputs(outputs, args, out, err, _expected(settings, password))
     out.print(f"\nstack {args.stack}:")
     for name, url in outputs.items():
         out.print(f"  {name:<22} {url}")
@@ -263,7 +259,7 @@ def run_drift(args: argparse.Namespace) -> int:
     out, err = _consoles()
     try:
         stack = lifecycle.open_stack(args.stack, create=False)
-        settings = lifecycle.stack_settings(stack)
+        settings, _ = lifecycle.stack_settings(stack)
         with err.status(f"refreshing stack {args.stack} from the engine and previewing it", spinner="dots"):
             drifted = lifecycle.drift(stack, settings)
     except (PulumiMissing, PreflightError, ConfigError) as error:
@@ -300,7 +296,7 @@ def run_down(args: argparse.Namespace) -> int:
     out, err = _consoles()
     try:
         stack = lifecycle.open_stack(args.stack, create=False)
-        settings = lifecycle.stack_settings(stack)
+        settings, _ = lifecycle.stack_settings(stack)
         volumes, failure = lifecycle.down(stack, settings, args.delete_data,
                                           on_output=lambda line: out.print(line))
     except (PreflightError, PulumiMissing, ConfigError) as error:
@@ -329,7 +325,8 @@ def run_logs(args: argparse.Namespace) -> int:
     out, err = _consoles()
     action = {"attach": logs.attach, "detach": logs.detach, "status": logs.status}[args.action]
     try:
-        settings = None if args.log_dir and args.session else stack_settings_of(args.stack, "--log-dir and --session")
+        settings, _ = (None, None) if args.log_dir and args.session else \
+            stack_settings_of(args.stack, "--log-dir and --session")
         session = args.session or settings.app_name
         out.print(action(session, args.log_dir or settings.log_dir).line())
     except (logs.LogsError, SettingsUnknown) as error:
@@ -343,8 +340,8 @@ class SettingsUnknown(Exception):
 
 
 def stack_settings_of(stack_name: Optional[str], instead: str):
-    """The stack's settings (its logDir, its appName), through the pulumi CLI; `instead` names
-    the options that make them unneeded."""
+    """The stack's settings (its logDir, its appName, its images) and Grafana password, through
+    the pulumi CLI; `instead` names the options that make them unneeded."""
     from pulumi import automation as auto
 
     from . import lifecycle
@@ -385,7 +382,7 @@ def _smoke(outputs: dict[str, str], args: argparse.Namespace, console: Console) 
         return [Hop(failed.hop, False, time.monotonic() - sent_at, str(failed))]
     hops = [Hop("collector accepted the telemetry", True, time.monotonic() - sent_at, f"trace id {trace_id}")]
     try:
-        log_dir = args.log_dir or stack_settings_of(args.stack, "--log-dir").log_dir
+        log_dir = args.log_dir or stack_settings_of(args.stack, "--log-dir")[0].log_dir
         path = write_log_line(log_dir, trace_id)
         hops.append(Hop("log line written", True, time.monotonic() - sent_at, str(path)))
     except SettingsUnknown as error:

@@ -80,18 +80,15 @@ def current_stack_name() -> Optional[str]:
     return summary.name if summary else None
 
 
-def stack_settings(stack: auto.Stack) -> StackConfig:
-    """The stack's settings as the program will see them, validated (raises ConfigError)."""
+def stack_settings(stack: auto.Stack) -> tuple[StackConfig, Optional[str]]:
+    """The stack's settings as the program will see them, validated (raises ConfigError), and
+    its Grafana admin password, as `up` gives it to Grafana (never printed)."""
     prefix = f"{PROJECT}:"
     values = {key[len(prefix):]: value for key, value in stack.get_all_config().items() if key.startswith(prefix)}
-    return settings_from_stack_config(stack.name, {key: value.value for key, value in values.items()},
-                                      {key for key, value in values.items() if value.secret})
-
-
-def grafana_password(stack: auto.Stack) -> Optional[str]:
-    """The stack's Grafana admin password, as `up` gives it to Grafana; never printed."""
-    value = stack.get_all_config().get(f"{PROJECT}:{PASSWORD_KEY}")
-    return value.value if value and value.value else None
+    settings = settings_from_stack_config(stack.name, {key: value.value for key, value in values.items()},
+                                          {key for key, value in values.items() if value.secret})
+    password = values.get(PASSWORD_KEY)
+    return settings, password.value if password and password.value else None
 
 
 def deployed(stack: auto.Stack) -> bool:

@@ -132,7 +132,7 @@ def test_up_creates_the_stack_then_selects_it_and_names_the_missing_language_hos
 
 READ_SETTINGS = ("import json\n"
                  "from stack import lifecycle\n"
-                 "settings = lifecycle.stack_settings(lifecycle.open_stack('dev', create=False))\n"
+                 "settings, _ = lifecycle.stack_settings(lifecycle.open_stack('dev', create=False))\n"
                  "print(json.dumps([settings.grafana_admin_password_set, settings.bind_address, settings.port_offset,"
                  " settings.grafana_anonymous_role]))")
 
