@@ -21,7 +21,7 @@ from tests.cli_outputs import INSTALL_FAILS_TO_DOWNLOAD, RUN_WITHOUT_LANGUAGE_HO
 from tests.standins import (
     StandIn, Telemetry, collector_routes, healthy_stack, loki_routes, prometheus_routes, tempo_routes,
 )
-from tests.tools import DEFAULT_LABELS, unused_port, wait_until
+from tests.tools import DEFAULT_LABELS, PORT_OFFSET, unused_port, wait_until
 
 URN = "urn:pulumi:alice::trace-stack::trace-stack:index:TraceStack$docker:index/container:Container::"
 STACK_URN = "urn:pulumi:alice::trace-stack::pulumi:pulumi:Stack::trace-stack-alice"
@@ -224,11 +224,6 @@ def stand_ins():
 @pytest.fixture
 def healthy_outputs(stand_ins):
     return healthy_stack(stand_ins)
-
-
-# Host ports below Linux's ephemeral range (32768 and up), where no test's server lands, and apart
-# for each pytest worker, whose preflights probe them at the same time.
-PORT_OFFSET = -10000 - 1000 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
 
 
 def stack_config(tmp_path, **extra):

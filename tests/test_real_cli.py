@@ -22,7 +22,7 @@ from tests.cli_outputs import (
 )
 from tests.program import ROOT
 from tests.standins import StandIn, healthy_stack
-from tests.tools import built
+from tests.tools import PORT_OFFSET, built
 from tools.build_services import pulumi_cli, python_language_host
 
 STACK_URN = "urn:pulumi:{stack}::trace-stack::pulumi:pulumi:Stack::trace-stack-{stack}"
@@ -73,8 +73,13 @@ class RealCli:
 
     def new_stack(self, stack="dev", passphrase="", **settings):
         self.pulumi("stack", "init", stack, "--non-interactive", passphrase=passphrase)
-        for key, value in {"logDir": str(self.logs), **settings}.items():
-            self.pulumi("config", "set", key, str(value), "--stack", stack, passphrase=passphrase)
+        for key, value in {**self.own_ports_and_logs(), **settings}.items():
+            # `--`, or a negative offset reads as a flag.
+            self.pulumi("config", "set", "--stack", stack, "--", key, str(value), passphrase=passphrase)
+
+    def own_ports_and_logs(self) -> dict:
+        """Settings that keep a test's stack off every other test's host ports and log files."""
+        return {"portOffset": PORT_OFFSET, "logDir": str(self.logs)}
 
     def deploy_outputs(self, stack, outputs, secret=()):
         """A deployment holding only the root stack with these outputs, imported as `pulumi up`
@@ -119,8 +124,11 @@ def test_up_when_the_provider_plugin_cannot_be_downloaded(cli, old_python_host):
 
 
 def test_up_creates_the_stack_then_selects_it_and_names_the_missing_language_host(cli):
+    # The stack file comes first, as a user writes one: the stack itself does not exist yet.
+    (cli.project / "Pulumi.dev.yaml").write_text(
+        "config:\n" + "".join(f"  trace-stack:{key}: {value}\n" for key, value in cli.own_ports_and_logs().items()))
     for attempt in ("creates", "selects"):
-        result = cli.command("up", "--stack", "dev", "--create-log-dir")
+        result = cli.command("up", "--stack", "dev")
         assert result.returncode == 1, (attempt, result.stdout, result.stderr)
         [failed, hint] = result.stderr.strip().splitlines()
         assert failed == "up: `pulumi install` failed for stack dev: " + INSTALL_WITHOUT_LANGUAGE_HOST.strip()[
@@ -219,7 +227,8 @@ def test_the_real_cli_prints_what_the_fake_one_answers_with(cli):
     # The JSON the fake prints: settings as text with their secrecy, outputs, a deployment that
     # holds resources only once deployed.
     config = json.loads(cli.pulumi("config", "--json", "--show-secrets", "--stack", "dev").stdout)
-    assert config["trace-stack:portOffset"] == {"value": "0", "secret": False}
+    assert config["trace-stack:portOffset"] == {"value": str(PORT_OFFSET), "secret": False}
+    assert config["trace-stack:appEnv"] == {"value": "local", "secret": False}  # a default, from Pulumi.yaml
     assert json.loads(cli.pulumi("stack", "output", "--json", "--show-secrets", "--stack", "dev").stdout) == {}
     exported = json.loads(cli.pulumi("stack", "export", "--show-secrets", "--stack", "dev").stdout)
     assert exported["version"] == 3 and "resources" not in exported["deployment"]

@@ -92,6 +92,11 @@ def run_go_template(text: str, values: list[str]) -> list[str]:
     return json.loads(result.stdout)
 
 
+# A portOffset for the stacks whose commands probe their host ports (preflight): below Linux's
+# ephemeral range (32768 and up), where no test's server or connection lands, and apart for each
+# pytest worker.
+PORT_OFFSET = -10000 - 1000 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+
 # Ports for the real servers the tests start that cannot bind port 0 and say which they got
 # (Prometheus, the collector): below Linux's ephemeral range (32768 and up), where no port-0 bind
 # or outgoing connection lands, a block of its own for each pytest worker (10000.., 11000..), never
