@@ -217,8 +217,13 @@ async def probe_one(client: httpx.AsyncClient, probe: Probe, outputs: dict[str, 
             raise WrongAnswer(f"{reason} (is this the service's port?)")
         if reason:
             raise NotReady(reason)
-        result.version = await reported_version(client, probe, probe.base_url(outputs),
-                                                outputs["prometheus_url"].rstrip("/"))
+        try:
+            result.version = await reported_version(client, probe, probe.base_url(outputs),
+                                                    outputs["prometheus_url"].rstrip("/"))
+        except httpx.HTTPError as error:
+            if probe.build_info.prometheus_query and _was_refused(error):
+                raise WrongAnswer("cannot tell its version: the stack's Prometheus refuses connections") from None
+            raise NotReady(f"cannot ask its version yet ({type(error).__name__})") from None
 
     retrying = AsyncRetrying(
         stop=stop_after_delay(options.timeout),

@@ -121,6 +121,15 @@ def test_a_service_that_is_down_is_named_without_waiting_for_the_timeout(tmp_pat
     assert "not ready: loki" in result.stderr
 
 
+def test_a_prometheus_that_is_down_leaves_the_collectors_version_untold_at_once(tmp_path, stand_ins):
+    urls = healthy_urls(stand_ins, prometheus_url=f"http://127.0.0.1:{unused_port()}")
+    result = run_check("--outputs", str(outputs_file(tmp_path, **urls)), "--timeout", LONG_TIMEOUT, "--down-after", "1")
+    assert result.returncode == 1
+    lines = lines_by_service(result.stdout)
+    assert "refused" in lines["prometheus"]
+    assert "cannot tell its version: the stack's Prometheus refuses connections" in lines["otel-collector"]
+
+
 def test_a_service_still_starting_is_waited_for(tmp_path, stand_ins):
     answers = iter([503, 503, 503])
 
