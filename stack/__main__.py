@@ -21,7 +21,7 @@ from . import logs
 from .check import PROBES, REQUIRED_OUTPUTS, CheckOptions, Result, check, collector_losses, grafana_view
 from .outputs import OutputsError, read_outputs
 from .preflight import PreflightError
-from .pulumi_cli import PulumiMissing
+from .pulumi_cli import PulumiMissing, stack_file
 from .validate import StackFileUnreadable, validate_stack_file
 
 EXIT_OK, EXIT_FAILED, EXIT_CANNOT_TELL = 0, 1, 2
@@ -183,8 +183,13 @@ def _collector_losses(prometheus_url: str, err: Console) -> list[str]:
 
 def run_validate(args: argparse.Namespace) -> int:
     out, err = _consoles()
-    path = Path(args.file) if args.file else stack_file(args.stack)
-    stack = args.stack if not args.file else path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+    if args.file:
+        path = Path(args.file)
+        return _validate(path, path.name.removeprefix("Pulumi.").removesuffix(".yaml"), out, err)
+    return _validate(stack_file(args.stack), args.stack, out, err)
+
+
+def _validate(path: Path, stack: str, out: Console, err: Console) -> int:
     try:
         settings = validate_stack_file(path, stack)
     except StackFileUnreadable as error:
@@ -201,10 +206,6 @@ def run_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def stack_file(stack: str) -> Path:
-    return Path(__file__).resolve().parent.parent / f"Pulumi.{stack}.yaml"
-
-
 def run_up(args: argparse.Namespace) -> int:
     from pulumi import automation as auto
 
@@ -213,11 +214,8 @@ def run_up(args: argparse.Namespace) -> int:
 
     out, err = _consoles()
     # The stack file first, before the CLI and Docker are asked anything (a new stack has none).
-    if stack_file(args.stack).exists():
-        args.file = None
-        status = run_validate(args)
-        if status != EXIT_OK:
-            return EXIT_CANNOT_TELL
+    if stack_file(args.stack).exists() and _validate(stack_file(args.stack), args.stack, out, err) != EXIT_OK:
+        return EXIT_CANNOT_TELL
 
     def ask(question: str) -> bool:
         if args.create_log_dir:

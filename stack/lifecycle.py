@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Callable, Optional
 
 from pulumi import automation as auto
@@ -14,9 +13,8 @@ from program.settings import StackConfig, settings_from_stack_config
 
 from .drift import ResourceDrift, drift_from_events, first_error
 from .preflight import docker
-from .pulumi_cli import pulumi_env, require_pulumi
+from .pulumi_cli import PROJECT_DIR, pulumi_env, require_pulumi
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 CONTAINER_TYPE = "docker:index/container:Container"
 
 
@@ -64,9 +62,14 @@ def hint(cause: str) -> str:
     return ""
 
 
-def open_stack(name: str, create: bool) -> auto.Stack:
+def _prepare_cli() -> None:
+    """The Automation API runs the CLI with this process's environment: give it the passphrase."""
     require_pulumi()
     os.environ.update(pulumi_env())
+
+
+def open_stack(name: str, create: bool) -> auto.Stack:
+    _prepare_cli()
     if create:
         return auto.create_or_select_stack(stack_name=name, work_dir=str(PROJECT_DIR))
     return auto.select_stack(stack_name=name, work_dir=str(PROJECT_DIR))
@@ -74,8 +77,7 @@ def open_stack(name: str, create: bool) -> auto.Stack:
 
 def current_stack_name() -> Optional[str]:
     """The stack `pulumi stack select` last chose, if any."""
-    require_pulumi()
-    os.environ.update(pulumi_env())
+    _prepare_cli()
     summary = auto.LocalWorkspace(work_dir=str(PROJECT_DIR)).stack()
     return summary.name if summary else None
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
+# The project the CLI works in: where Pulumi.yaml and the stack files are.
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 PULUMI_INSTALL_HINT = "install it with: curl -fsSL https://get.pulumi.com | sh"
 
 
@@ -18,6 +21,10 @@ def require_pulumi() -> str:
     if path is None:
         raise PulumiMissing(f"the pulumi CLI is not installed: {PULUMI_INSTALL_HINT}")
     return path
+
+
+def stack_file(stack: str) -> Path:
+    return PROJECT_DIR / f"Pulumi.{stack}.yaml"
 
 
 def pulumi_env() -> dict[str, str]:
