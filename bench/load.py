@@ -24,21 +24,17 @@ import multiprocessing
 import re
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 import urllib.request
-from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import grpc
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
@@ -50,6 +46,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from program.services import SERVICES_BY_NAME
 from program.settings import DEFAULTS
 from tests.loki_push import LokiPushStandIn
+from tests.tempo_grpc import TempoGrpcStandIn
 from tests.tools import collector_process, loopback_values, prometheus_server
 from tools.build_services import collector
 
@@ -138,31 +135,6 @@ def send_metrics(endpoint: str, rate: int, seconds: float, results) -> None:
     _send_paced("metrics", rate, seconds, measure, provider, results)
 
 
-# --- downstream -------------------------------------------------------------------------------
-
-
-class TempoStandIn(trace_service_pb2_grpc.TraceServiceServicer):
-    """Tempo's OTLP gRPC receiver, counting spans, taking messages as large as Tempo's config does."""
-
-    def __init__(self):
-        self.spans = 0
-        self._lock = threading.Lock()
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
-                                  options=[("grpc.max_receive_message_length", 16 * 2**20)])
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self.server)
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
-        self.server.start()
-
-    def Export(self, request, context):
-        count = sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans)
-        with self._lock:
-            self.spans += count
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-    def close(self):
-        self.server.stop(grace=None)
-
-
 # --- measuring --------------------------------------------------------------------------------
 
 
@@ -211,8 +183,8 @@ def peak_memory_mib(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def the_stack(directory: Path) -> Iterator[tuple[dict, TempoStandIn, LokiPushStandIn, str, int]]:
-    tempo, loki = TempoStandIn(), LokiPushStandIn()
+def the_stack(directory: Path) -> Iterator[tuple[dict, TempoGrpcStandIn, LokiPushStandIn, str, int]]:
+    tempo, loki = TempoGrpcStandIn(), LokiPushStandIn()
     values = loopback_values({"tempo_otlp_grpc": tempo.port, "loki_http": loki.port})
     try:
         with collector_process(collector(), directory, values) as process:

@@ -127,6 +127,14 @@ class TraceStack(pulumi.ComponentResource):
             uploads=uploads,
             labels=self._labels(docker.ContainerLabelArgs, service.name),
             restart="unless-stopped",
+            stop_timeout=service.stop_seconds,
+            # Replace and destroy stop the container this long before removing it; unset, the
+            # provider stops it with no grace at all, a SIGKILL (terraform-provider-docker v4.5.0,
+            # resourceDockerContainerDelete).
+            destroy_grace_seconds=service.stop_seconds,
+            user=service.user,
+            capabilities=docker.ContainerCapabilitiesArgs(drops=list(service.dropped_capabilities))
+            if service.dropped_capabilities else None,
             # Swap equal to memory means none beyond the limit (unset, Docker allows as much again).
             memory=config.memory_mib[service.name],
             memory_swap=config.memory_mib[service.name],

@@ -30,12 +30,17 @@ def services_table() -> str:
     return "\n".join(rows)
 
 
+def _stop(service: Service) -> str:
+    return f"{service.stop_seconds} s" + (f"; {service.stop_measured}" if service.stop_measured else "")
+
+
 def containers_table() -> str:
-    rows = ["| service | memory in MiB (setting) | health check (inside the container) | runs as |",
-            "|---|---|---|---|"]
+    rows = ["| service | memory in MiB (setting) | health check (inside the container) | runs as "
+            "| stop timeout; `docker stop` measured |",
+            "|---|---|---|---|---|"]
     for service in SERVICES:
         rows.append(f"| {service.name} | {DEFAULTS[service.memory_key]} (`{service.memory_key}`) "
-                    f"| {_healthcheck(service)} | {service.runs_as} |")
+                    f"| {_healthcheck(service)} | {service.runs_as} | {_stop(service)} |")
     return "\n".join(rows)
 
 

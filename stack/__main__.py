@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import httpx
 from rich.console import Console
@@ -206,16 +207,53 @@ def _validate(path: Path, stack: str, out: Console, err: Console) -> int:
     return EXIT_OK
 
 
+class Phases:
+    """Where `up`'s time went: each phase's seconds, and what it did not need to do."""
+
+    def __init__(self):
+        self.done: list[tuple[str, float, str]] = []
+        self.started = time.monotonic()
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[list[str]]:
+        """Times the block; a note appended to the list it yields is said beside the time."""
+        started, notes = time.monotonic(), []
+        try:
+            yield notes
+        finally:
+            self.done.append((name, time.monotonic() - started, "; ".join(notes)))
+
+    def report(self, console: Console) -> None:
+        console.print(f"\nup took {time.monotonic() - self.started:.1f}s:")
+        for name, seconds, note in self.done:
+            console.print(f"  {name:<15} {seconds:5.1f}s" + (f"  {note}" if note else ""))
+
+
 def run_up(args: argparse.Namespace) -> int:
+    out, err = _consoles()
+    phases = Phases()
+    outputs: dict[str, str] = {}
+    try:
+        return _up(args, phases, outputs, out, err)
+    finally:
+        phases.report(out)
+        if outputs:
+            out.print(f"\nstack {args.stack}:")
+            for name, url in outputs.items():
+                out.print(f"  {name:<22} {url}")
+
+
+def _up(args: argparse.Namespace, phases: Phases, outputs: dict[str, str], out: Console, err: Console) -> int:
+    """`up`'s steps, each in its phase; the stack's outputs go into `outputs`."""
     from pulumi import automation as auto
 
     from . import lifecycle
-    from .preflight import preflight
+    from .preflight import containers_down, preflight
 
-    out, err = _consoles()
-    # The stack file first, before the CLI and Docker are asked anything (a new stack has none).
-    if stack_file(args.stack).exists() and _validate(stack_file(args.stack), args.stack, out, err) != EXIT_OK:
-        return EXIT_CANNOT_TELL
+    with phases("validate"):
+        # The stack file first, before the CLI and Docker are asked anything (a new stack has none).
+        if stack_file(args.stack).exists() and _validate(stack_file(args.stack), args.stack, out, err) != EXIT_OK:
+            return EXIT_CANNOT_TELL
 
     def ask(question: str) -> bool:
         if args.create_log_dir:
@@ -223,9 +261,10 @@ def run_up(args: argparse.Namespace) -> int:
         return sys.stdin.isatty() and input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
     try:
-        stack = lifecycle.open_stack(args.stack, create=True)
-        settings, password = lifecycle.stack_settings(stack)
-        preflight(settings, ask)
+        with phases("preflight"):
+            stack = lifecycle.open_stack(args.stack, create=True)
+            settings, password = lifecycle.stack_settings(stack)
+            containers = preflight(settings, ask)
     except (PreflightError, PulumiMissing, ConfigError) as error:
         err.print(f"up: {error}")
         return EXIT_CANNOT_TELL
@@ -236,17 +275,24 @@ def run_up(args: argparse.Namespace) -> int:
             err.print(lifecycle.hint(cause))
         return EXIT_CANNOT_TELL
     try:
-        outputs = lifecycle.up(stack, on_output=lambda line: out.print(line))
+        with phases("install") as notes:
+            if not lifecycle.install(stack, on_output=lambda line: out.print(line)):
+                notes.append("skipped: nothing it installs from changed since the last one")
+        with phases("refresh/update"):
+            deployed, repaired = lifecycle.up(stack, containers_down(settings.stack, containers),
+                                              on_output=lambda line: out.print(line))
+            outputs.update(deployed)
     except lifecycle.StepFailed as failed:
         err.print(f"up: `{failed.step}` failed for stack {args.stack}: {failed.cause}")
         if failed.hint:
             err.print(failed.hint)
         return EXIT_FAILED
-    status = _check_outputs(outputs, args, out, err, _expected(settings, password))
-    out.print(f"\nstack {args.stack}:")
-    for name, url in outputs.items():
-        out.print(f"  {name:<22} {url}")
-    return status
+    if repaired:
+        out.print(f"\nput back what changed outside Pulumi in stack {args.stack}:")
+        for phrase in repaired:
+            out.print(f"  {phrase}")
+    with phases("check"):
+        return _check_outputs(outputs, args, out, err, _expected(settings, password))
 
 
 def run_drift(args: argparse.Namespace) -> int:

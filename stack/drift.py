@@ -9,13 +9,14 @@ running containers and the program disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional
 
 from pulumi.automation import events
 
 from program.services import PROJECT
 
 ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
+CONTAINER_TYPE = "docker:index/container:Container"
 # Ops that change nothing.
 UNCHANGED_OPS = {"same", "read", "refresh", "discard", "remove-pending-replace"}
 # A replacement shows as up to three steps on one URN; the strongest names it.
@@ -84,6 +85,25 @@ def drift_from_events(engine_events: Iterable[events.EngineEvent]) -> list[Resou
                 current.op = _normal(op)
             current.properties = list(dict.fromkeys(current.properties + properties))
     return list(by_urn.values())
+
+
+def repairs(engine_events: Iterable[events.EngineEvent], down_before: Mapping[str, str]) -> list[str]:
+    """What an `up` that refreshed first put back, one phrase each (`tempo was down (exited, code
+    137): replaced`), from its engine events and which containers were down before it
+    (service -> how). A resource the refresh found (every one in the state gets a `refresh` step)
+    and the update then created had been removed outside Pulumi; a container that was down and
+    was replaced or updated is running again. Other changes are the program's, not repairs."""
+    engine_events = list(engine_events)
+    in_state = {event.resource_pre_event.metadata.urn for event in engine_events
+                if event.resource_pre_event is not None and event.resource_pre_event.metadata.op.value == "refresh"}
+    repaired = []
+    for change in drift_from_events(engine_events):
+        name = change.name.removeprefix(PROJECT + "-")
+        if change.op == "create" and change.urn in in_state:
+            repaired.append(f"{name} was missing: created")
+        elif change.type == CONTAINER_TYPE and name in down_before:
+            repaired.append(f"{name} was down ({down_before[name]}): {'replaced' if change.op == 'replace' else 'started'}")
+    return repaired
 
 
 def first_error(engine_events: Iterable[events.EngineEvent]) -> Optional[str]:

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+from pathlib import Path
 from typing import Callable, Optional
 
 from pulumi import automation as auto
 
-from program.services import PASSWORD_KEY, PROJECT, data_volume_names, docker_name
+from program.services import PASSWORD_KEY, PROJECT, data_volume_names
 from program.settings import StackConfig, settings_from_stack_config
 
-from .drift import ResourceDrift, drift_from_events, first_error
-from .preflight import docker
+from .drift import CONTAINER_TYPE, ResourceDrift, drift_from_events, first_error, repairs
+from .preflight import containers_down, docker, trace_stack_containers
 from .pulumi_cli import PROJECT_DIR, pulumi_env, require_pulumi
-
-CONTAINER_TYPE = "docker:index/container:Container"
 
 
 class DriftUnknown(Exception):
@@ -97,19 +97,69 @@ def deployed(stack: auto.Stack) -> bool:
     return bool(stack.export_stack().deployment.get("resources"))
 
 
-def up(stack: auto.Stack, on_output: Callable[[str], None]) -> dict[str, str]:
-    """Install the program's dependencies and plugins, deploy, and return the stack's outputs;
-    what pulumi prints goes to on_output as it comes. Raises StepFailed."""
+def _install_record() -> Path:
+    """Where the last successful `pulumi install` of this project is recorded: beside the plugins
+    it installed, so a new Pulumi home starts without one."""
+    home = Path(os.environ.get("PULUMI_HOME") or Path.home() / ".pulumi")
+    project = hashlib.sha256(str(PROJECT_DIR).encode()).hexdigest()[:16]
+    return home / "trace-stack" / f"installed-{project}"
+
+
+def _install_inputs(cli_version: str) -> str:
+    """What `pulumi install` installs from: the CLI, requirements.txt, Pulumi.yaml, and the venv
+    itself (made anew, it holds nothing)."""
+    digest = hashlib.sha256(cli_version.encode())
+    for path in (PROJECT_DIR / "requirements.txt", PROJECT_DIR / "Pulumi.yaml"):
+        digest.update(path.read_bytes())
+    venv = PROJECT_DIR / "venv" / "pyvenv.cfg"
+    digest.update(str(venv.stat().st_mtime_ns if venv.exists() else 0).encode())
+    return digest.hexdigest()
+
+
+def _provider_plugin_installed() -> bool:
+    """The docker provider plugin the program's pulumi-docker package asks for is on disk."""
+    pinned = re.search(r"^pulumi-docker==(\S+)$", (PROJECT_DIR / "requirements.txt").read_text(), re.MULTILINE)
+    home = Path(os.environ.get("PULUMI_HOME") or Path.home() / ".pulumi")
+    return bool(pinned) and (home / "plugins" / f"resource-docker-v{pinned[1]}").is_dir()
+
+
+def _venv_installed() -> bool:
+    """venv/ holds requirements.txt as it is now: scripts/ensure-venv records what it installed."""
+    installed = PROJECT_DIR / "venv" / ".requirements.txt"
+    return installed.exists() and installed.read_bytes() == (PROJECT_DIR / "requirements.txt").read_bytes()
+
+
+def install(stack: auto.Stack, on_output: Callable[[str], None]) -> bool:
+    """`pulumi install` (the program's packages and the provider plugin), unless nothing it
+    installs from changed since it last succeeded and the plugin is still there. Returns whether
+    it ran. Raises StepFailed."""
+    inputs, record = _install_inputs(stack.workspace.pulumi_version), _install_record()
+    if record.exists() and record.read_text() == inputs and _provider_plugin_installed():
+        return False
     try:
-        stack.workspace.install(on_output=on_output)
+        # The program runs in venv/, which ./up (scripts/ensure-venv) keeps to requirements.txt:
+        # then only the plugins are left to install, and pip is not run twice.
+        stack.workspace.install(no_dependencies=_venv_installed(), on_output=on_output)
     except auto.CommandError as error:
         raise StepFailed("pulumi install", failure_cause(error)) from None
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(inputs)
+    return True
+
+
+def up(stack: auto.Stack, down_before: dict[str, str], on_output: Callable[[str], None]) -> tuple[dict[str, str], list[str]]:
+    """Refresh the state from the engine and deploy: whatever happened outside Pulumi, the stack
+    ends as the program declares. Returns the stack's outputs and what was put back, given which
+    of its containers were down before (service -> how); what pulumi prints goes to on_output as
+    it comes. Raises StepFailed."""
     seen: list[auto.EngineEvent] = []
     try:
-        result = stack.up(on_output=on_output, on_event=seen.append)
+        # Without the refresh the engine trusts its state: a container stopped or removed
+        # outside Pulumi would stay so ("20 unchanged").
+        result = stack.up(refresh=True, on_output=on_output, on_event=seen.append)
     except auto.CommandError as error:
         raise StepFailed("pulumi up", first_error(seen) or failure_cause(error)) from None
-    return {name: str(output.value) for name, output in result.outputs.items()}
+    return {name: str(output.value) for name, output in result.outputs.items()}, repairs(seen, down_before)
 
 
 def drift(stack: auto.Stack, config: StackConfig) -> list[ResourceDrift]:
@@ -127,25 +177,16 @@ def drift(stack: auto.Stack, config: StackConfig) -> list[ResourceDrift]:
         if error_line or not drift_from_events(seen):
             raise DriftUnknown(error_line or failure_cause(error)) from None
     drifted = drift_from_events(seen)
-    for resource in drifted:
-        if resource.type == CONTAINER_TYPE:
-            resource.down = container_down(config, resource.name.removeprefix(f"{PROJECT}-"))
+    if any(resource.type == CONTAINER_TYPE for resource in drifted):
+        # A refresh of a container that has exited or is restarting reads back no ports (the
+        # engine has released its network) and must_run false, so the preview plans a replace
+        # and an update (terraform-provider-docker v4.5.0, resourceDockerContainerRead): the
+        # container is down, the program did not change.
+        down = containers_down(config.stack, trace_stack_containers(config))
+        for resource in drifted:
+            if resource.type == CONTAINER_TYPE:
+                resource.down = down.get(resource.name.removeprefix(f"{PROJECT}-"))
     return drifted
-
-
-def container_down(config: StackConfig, service: str) -> Optional[str]:
-    """How a service's container is down (`exited, code 137`), or None when it runs or is not there.
-
-    A refresh of a container that has exited or is restarting reads back no ports (the engine
-    has released its network) and must_run false, so the preview plans a replace and an update
-    (terraform-provider-docker v4.5.0, resourceDockerContainerRead): the container is down, the
-    program did not change."""
-    result = docker(config, "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}",
-                    docker_name(config.stack, service))
-    if result.returncode != 0 or not result.stdout.split():
-        return None
-    status, code = result.stdout.split()[:2]
-    return None if status == "running" else f"{status}, code {code}"
 
 
 def down(stack: auto.Stack, config: StackConfig, delete_data: bool,

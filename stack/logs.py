@@ -1,4 +1,4 @@
-"""The seed's tmux pipe-pane recipe as commands: the app's output appended to a file Alloy tails."""
+"""The seed's tmux pipe-pane recipe as commands: the app's JSON lines appended to a file Alloy tails."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import json
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 LOG_FILE = "api.log"
+PANE_FILTER = Path(__file__).with_name("pane_filter.py")
 
 
 class LogsError(Exception):
@@ -65,8 +67,10 @@ def attach(session: str, log_dir: str) -> LogStatus:
     path = Path(log_dir) / LOG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     if not _piping(session):
-        # -o opens the pipe only if none is open, so attaching twice never pipes twice.
-        result = _tmux("pipe-pane", "-o", "-t", _pane(session), f"cat >> {shlex.quote(str(path))}")
+        # -o opens the pipe only if none is open, so attaching twice never pipes twice. The pane
+        # shows prompts, typed commands and escape sequences too: only the app's JSON lines pass.
+        pipe = f"{shlex.quote(sys.executable)} {shlex.quote(str(PANE_FILTER))} >> {shlex.quote(str(path))}"
+        result = _tmux("pipe-pane", "-o", "-t", _pane(session), pipe)
         if result.returncode != 0:
             raise LogsError(f"tmux pipe-pane failed: {result.stderr.strip()}")
     return status(session, log_dir)

@@ -8,6 +8,7 @@ import re
 import shutil
 import socket
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -38,26 +39,71 @@ def _engine(config: StackConfig) -> str:
     return config.docker_host or os.environ.get("DOCKER_HOST") or "the local socket"
 
 
-def check_docker(config: StackConfig) -> None:
-    result = docker(config, "version", "--format", "{{.Server.Version}}")
+@dataclass(frozen=True)
+class Container:
+    """A trace-stack container on the engine, of this stack or another."""
+
+    name: str
+    stack: str
+    service: str
+    state: str  # running, exited, restarting, created, paused, dead
+    status: str  # as `docker ps` says it: "Exited (137) 2 minutes ago"
+    ports: frozenset[int]  # host ports it publishes now (a container that is not running publishes none)
+    mounts: str  # `docker ps --no-trunc`'s mounts: sources and volume names, comma-separated
+
+    @property
+    def down(self) -> Optional[str]:
+        """How it is down (`exited, code 137`), or None when it runs."""
+        if self.state == "running":
+            return None
+        code = re.search(r"\((-?\d+)\)", self.status)
+        return f"{self.state}, code {code.group(1)}" if code else self.state
+
+    def mounts_path(self, path: str) -> bool:
+        return f",{os.path.normpath(path)}," in f",{self.mounts},"
+
+
+_PS_FIELDS = ('{{.Label "trace-stack.stack"}}', '{{.Label "trace-stack.service"}}', "{{.Names}}", "{{.State}}",
+              "{{.Status}}", "{{.Ports}}", "{{.Mounts}}")
+
+
+def trace_stack_containers(config: StackConfig) -> list[Container]:
+    """Every trace-stack container on the stack's engine, whichever stack it belongs to (its
+    labels say). Raises PreflightError when the engine does not answer."""
+    result = docker(config, "ps", "--all", "--no-trunc", "--filter", "label=trace-stack.stack",
+                    "--format", "\t".join(_PS_FIELDS))
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or ["no answer"])[-1]
         raise PreflightError(f"the Docker engine at {_engine(config)} is unreachable: {reason}")
+    containers = []
+    for line in result.stdout.splitlines():
+        fields = line.split("\t")
+        if len(fields) != len(_PS_FIELDS):
+            continue
+        stack, service, name, state, status, ports, mounts = fields
+        containers.append(Container(name, stack, service, state, status,
+                                    frozenset(int(port) for port in re.findall(r":(\d+)->", ports)), mounts))
+    return containers
 
 
-def ports_of_this_stack(config: StackConfig) -> set[int]:
-    """Host ports this stack's own running containers publish (so they do not count as taken)."""
-    result = docker(config, "ps", "--filter", f"label=trace-stack.stack={config.stack}", "--format", "{{.Ports}}")
-    return {int(port) for port in re.findall(r":(\d+)->", result.stdout)} if result.returncode == 0 else set()
+def containers_down(stack: str, containers: list[Container]) -> dict[str, str]:
+    """The stack's containers that exist but do not run: service -> how (`exited, code 137`)."""
+    return {container.service: container.down for container in containers
+            if container.stack == stack and container.down}
 
 
 def taken_ports(config: StackConfig, ours: set[int]) -> list[str]:
-    """Ports this stack wants that something else already listens on, as `name port` strings."""
+    """Ports this stack wants that something else listens on, as `name port` strings.
+
+    Each is test-bound with SO_REUSEADDR, as Docker's port proxy binds: a port whose last
+    connections linger in TIME-WAIT or FIN-WAIT-2 (a browser tab on a container just removed)
+    is free to it, and only a socket that listens there takes it."""
     taken = []
     for name, (address, port) in published_addresses(config).items():
         if port in ours:
             continue
         with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((address, port))
             except OSError as error:
@@ -66,14 +112,27 @@ def taken_ports(config: StackConfig, ours: set[int]) -> list[str]:
     return taken
 
 
-def check_ports(config: StackConfig) -> None:
+def check_ports(config: StackConfig, containers: list[Container]) -> None:
     if config.docker_host:
         return  # the ports are on the remote host; its engine refuses a taken one at create
-    taken = taken_ports(config, ports_of_this_stack(config))
+    ours = {port for container in containers if container.stack == config.stack for port in container.ports}
+    taken = taken_ports(config, ours)
     if taken:
         raise PreflightError(f"host ports already taken by something that is not stack {config.stack!r}: "
                              f"{', '.join(taken)}; stop it, or choose another portOffset "
                              f"(`pulumi config set portOffset 1000`)")
+
+
+def check_log_dir_is_its_own(config: StackConfig, containers: list[Container]) -> None:
+    """Two stacks whose Alloys tail one directory each get the other's app logs."""
+    readers = sorted({container.stack for container in containers
+                      if container.stack != config.stack and container.mounts_path(config.log_dir)})
+    if readers:
+        suggestion = str(Path(config.log_dir).parent / config.stack)
+        raise PreflightError(
+            f"logDir {config.log_dir} is already read by stack {', '.join(readers)} on this Docker engine: two "
+            f"stacks reading one logDir get each other's app logs; give stack {config.stack!r} its own "
+            f"(`pulumi config set logDir {suggestion} --stack {config.stack}`)")
 
 
 def check_log_dir(config: StackConfig, ask: Optional[Callable[[str], bool]]) -> None:
@@ -87,7 +146,11 @@ def check_log_dir(config: StackConfig, ask: Optional[Callable[[str], bool]]) -> 
                          f"or run `up --create-log-dir`")
 
 
-def preflight(config: StackConfig, ask: Optional[Callable[[str], bool]]) -> None:
-    check_docker(config)
-    check_ports(config)
+def preflight(config: StackConfig, ask: Optional[Callable[[str], bool]]) -> list[Container]:
+    """Everything that would stop `up`, checked before anything changes; returns the engine's
+    trace-stack containers as they were."""
+    containers = trace_stack_containers(config)
+    check_ports(config, containers)
+    check_log_dir_is_its_own(config, containers)
     check_log_dir(config, ask)
+    return containers

@@ -17,8 +17,9 @@ INSTALL_WITHOUT_LANGUAGE_HOST = ("error: load language plugin python: no languag
 RUN_WITHOUT_LANGUAGE_HOST = ("error: failed to load language plugin python: no language plugin "
                              "'pulumi-language-python' found in the workspace or on your $PATH\n")
 
-# The end of `pulumi install` (exit 1) where the provider plugin cannot be downloaded: its last
-# line hides the cause on the line before.
-INSTALL_FAILS_TO_DOWNLOAD = (
-    "Will retry in 1.28s [5/5]error: installing packages: failed to download plugin: docker-5.2.0: "
-    "failed all 5 attempts\ncontext canceled\n")
+# The end of `pulumi install` (exit 1) where the provider plugin cannot be downloaded, here from a
+# download URL that answers 404 (a proxy's refusal takes five attempts, and ends "failed all 5
+# attempts"): its last line hides the cause on the line before.
+def install_fails_to_download(url: str) -> str:
+    return (f"error: installing packages: failed to download plugin: docker-5.2.0: 404 HTTP error fetching plugin "
+            f"from {url}/pulumi-resource-docker-v5.2.0-linux-amd64.tar.gz\ncontext canceled\n")

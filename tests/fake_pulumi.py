@@ -2,7 +2,7 @@
 
 Driven by a JSON file named in FAKE_PULUMI (written by tests/test_commands.py):
 {"log": path, "stacks": [names], "deployed": bool, "config": {...}, "outputs": {...},
- "preview_events": [engine events], "preview_exit": int, "up_exit": int, "destroy_exit": int,
+ "preview_events"/"up_events": [engine events], "preview_exit": int, "up_exit": int, "destroy_exit": int,
  "install_stderr": text, "up_stderr": text}
 
 What the real CLI (3.274.1) also shows here — a missing stack, the JSON of `config`, `stack
@@ -10,7 +10,7 @@ output` and `stack export`, a failing `install` or `preview` — the fake says a
 tests/test_real_cli.py runs both and compares.
 
 Engine events go to the Automation API as the CLI sends them (`--event-log`): the ones the spec
-names for a preview, then the summary and the cancel event that end every run.
+names for a preview or an up, then the summary and the cancel event that end every run.
 """
 
 import json
@@ -88,7 +88,7 @@ def main(raw_args):
                            "config": {}, "result": "succeeded", "resourceChanges": {"create": 19}}]))
         return 0
     if args[:1] in (["up"], ["preview"], ["destroy"]):
-        events = spec.get("preview_events", []) if args[0] == "preview" else []
+        events = spec.get(f"{args[0]}_events", [])
         if "--event-log" in args:
             send_events(args[args.index("--event-log") + 1], events + CLOSING_EVENTS)
         if args[0] == "preview":

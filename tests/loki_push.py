@@ -70,15 +70,30 @@ class Entry:
 
 class LokiPushStandIn:
     """Records every entry of every accepted push. After `fail(status, seconds)` it answers that
-    status for that long instead, recording nothing: a Loki restarting (500) or refusing (400)."""
+    status for that long instead, recording nothing: a Loki restarting (500) or refusing (400).
+    After `away(seconds)` nothing listens on its port for that long: a Loki whose container is
+    gone."""
 
     def __init__(self):
         self.entries: list[Entry] = []
         self.requests = self.refused = 0
         self._failure: tuple[int, float] = (0, 0.0)  # status, until (monotonic)
         self._lock = threading.Lock()
-        self.server = StandIn({"/loki/api/v1/push": self._push, "/ready": lambda *_: text(200, "ready")})
+        self.server = self._listen()
         self.port = int(self.server.url.rsplit(":", 1)[1])
+
+    def _listen(self, port: int = 0) -> StandIn:
+        return StandIn({"/loki/api/v1/push": self._push, "/ready": lambda *_: text(200, "ready")}, port=port)
+
+    def away(self, seconds: float) -> None:
+        self.server.close()
+
+        def back() -> None:
+            self.server = self._listen(self.port)
+
+        timer = threading.Timer(seconds, back)
+        timer.daemon = True
+        timer.start()
 
     def _push(self, path: str, query: dict, body: bytes) -> Reply:
         with self._lock:

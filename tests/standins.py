@@ -33,10 +33,10 @@ def as_json(status: int, body) -> Reply:
 
 
 class StandIn:
-    """An HTTP server on a loopback port of its own (bound as port 0), answering `routes` (path
-    regex -> handler) after `delay` seconds each."""
+    """An HTTP server on a loopback port of its own (bound as port 0, or `port`), answering
+    `routes` (path regex -> handler) after `delay` seconds each."""
 
-    def __init__(self, routes: dict[str, Route], delay: float = 0.0):
+    def __init__(self, routes: dict[str, Route], delay: float = 0.0, port: int = 0):
         self.routes, self.delay = routes, delay
         self.seen: list[tuple[str, dict]] = []  # every request's path and headers
         stand_in = self
@@ -63,7 +63,7 @@ class StandIn:
             def do_POST(self):
                 self._answer(self.rfile.read(int(self.headers.get("Content-Length", 0))))
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads, self.server.block_on_close = True, False
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()

@@ -22,6 +22,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from program.log_labels import PINO_LEVELS
+from program.services import LOG_MOUNT, SERVICES_BY_NAME
 from program.metric_names import prometheus_metric_name
 from program.render import EXEMPLAR_TRACE_ID_LABELS, TRACE_ID_FIELD_REGEX
 from stack.check import collector_losses
@@ -30,8 +31,8 @@ from tests.loki_push import LokiPushStandIn
 from tests.program import ROOT
 from tests.tools import (
     DEFAULT_LABELS,
-    alloy_blocks, built, collector_process, loopback_values, prometheus_server, rendered_files, run_go_template, stages,
-    wait_until,
+    alloy_blocks, alloy_stream_labels, built, collector_process, loopback_values, prometheus_server, rendered_files,
+    run_go_template, source_file_labels, stages, wait_until,
 )
 from tools.build_services import collector
 
@@ -41,12 +42,15 @@ KINDS = ("receivers", "processors", "exporters", "extensions", "connectors")
 
 def test_the_manifest_has_every_component_the_config_names():
     manifest = yaml.safe_load(MANIFEST.read_text())
-    built = {kind: {entry["gomod"].split()[0].rsplit("/", 1)[1] for entry in manifest.get(kind, [])} for kind in KINDS}
+    # A component's package: its import path where the manifest gives one, else its module's.
+    built = {kind: {entry.get("import", entry["gomod"].split()[0]).rsplit("/", 1)[1] for entry in manifest.get(kind, [])}
+             for kind in KINDS}
     used = yaml.safe_load(rendered_files("otel-collector")["/etc/otelcol-contrib/config.yaml"])
     for kind in KINDS:
         for component in used.get(kind, {}):
-            module = component.split("/")[0].replace("_", "") + kind[:-1]  # memory_limiter -> memorylimiterprocessor
-            assert module in built[kind], f"{kind} {component}: no {module} in {MANIFEST.name}"
+            package = component.split("/")[0].replace("_", "")  # memory_limiter -> memorylimiter
+            # memorylimiterprocessor, or filestorage (a package of contrib's extension/storage)
+            assert {package + kind[:-1], package} & built[kind], f"{kind} {component}: no {package} in {MANIFEST.name}"
     assert all(entry["gomod"].endswith(" v0.91.0") for kind in KINDS for entry in manifest.get(kind, []))
     assert manifest["dist"]["otelcol_version"] == "0.91.0"
 
@@ -58,7 +62,12 @@ def otelcol():
 
 def test_the_collector_accepts_the_default_config(otelcol, tmp_path):
     path = tmp_path / "config.yaml"
-    path.write_text(rendered_files("otel-collector")["/etc/otelcol-contrib/config.yaml"])
+    # Its queue directory, where the container has its data volume, moved here: the extension
+    # wants it to exist.
+    queues = SERVICES_BY_NAME["otel-collector"].data_dir
+    (tmp_path / queues.lstrip("/")).mkdir(parents=True)
+    config = rendered_files("otel-collector")["/etc/otelcol-contrib/config.yaml"]
+    path.write_text(config.replace(queues, str(tmp_path / queues.lstrip("/"))))
     result = subprocess.run([str(otelcol), "validate", "--config", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
@@ -209,13 +218,12 @@ def test_alloy_labels_a_pino_line_as_the_collector_labels_the_same_record(runnin
     """One label scheme for both log paths: for each level, the labels Alloy's rendered pipeline
     gives a Pino line equal those the real collector gave a record of that severity."""
     alloy = alloy_blocks(rendered_files("alloy")["/etc/alloy/config.alloy"], tmp_path)
-    pipeline = dict(stages(alloy[("loki.process", "pino")]))
-    assert set(pipeline["stage.labels"]["values"]) == {"level"}
-    static = pipeline["stage.static_labels"]["values"]
+    pipeline = stages(alloy[("loki.process", "pino")])
+    read_by_alloy = source_file_labels(f"{LOG_MOUNT}/api.log")
     numbers = [str(number) for number in PINO_LEVELS]
-    alloy_labels = {name: {**static, "level": name}
-                    for name in run_go_template(pipeline["stage.template"]["template"], numbers)}
-    alloy_labels[None] = dict(static)  # a line without a level
+    levels = run_go_template(dict(pipeline)["stage.template"]["template"], numbers)
+    alloy_labels = {level: alloy_stream_labels(pipeline, read_by_alloy, {"level": level}) for level in levels}
+    alloy_labels[None] = alloy_stream_labels(pipeline, read_by_alloy, {})  # a line without a level
 
     run = f"run-{time.monotonic_ns()}"
     sent = send_log_records(running.values, run)

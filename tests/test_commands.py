@@ -2,6 +2,7 @@
 parser, preflight against real sockets and a real docker CLI, and logs against a real tmux."""
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -15,9 +16,10 @@ import pytest
 from pulumi.automation.events import EngineEvent
 
 from stack.drift import drift_from_events, first_error
+from stack.pane_filter import app_line
 from tests.program import ROOT
 from program.log_labels import PINO_LEVELS
-from tests.cli_outputs import INSTALL_FAILS_TO_DOWNLOAD, RUN_WITHOUT_LANGUAGE_HOST
+from tests.cli_outputs import RUN_WITHOUT_LANGUAGE_HOST, install_fails_to_download
 from tests.standins import (
     StandIn, Telemetry, collector_routes, healthy_stack, loki_routes, prometheus_routes, tempo_routes,
 )
@@ -109,8 +111,10 @@ class Cli:
                      "preview_events": NO_CHANGES, **spec}
         self.spec_path.write_text(json.dumps(self.spec))
         self._script("pulumi", f'exec {sys.executable} {ROOT / "tests" / "fake_pulumi.py"} "$@"')
+        # PULUMI_HOME: where the plugins and the record of the last `pulumi install` are.
+        self.pulumi_home = tmp_path / "pulumi-home"
         self.env = {**os.environ, "PATH": f"{self.bin}:{os.environ['PATH']}", "FAKE_PULUMI": str(self.spec_path),
-                    "TMUX_TMPDIR": str(tmp_path)}
+                    "TMUX_TMPDIR": str(tmp_path), "PULUMI_HOME": str(self.pulumi_home)}
         for variable in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "DOCKER_HOST"):
             self.env.pop(variable, None)
 
@@ -119,10 +123,13 @@ class Cli:
         path.write_text(f"#!/bin/sh\n{body}\n")
         path.chmod(0o755)
 
-    def fake_docker(self, tmp_path, volume_rm_exit=0, inspect="running 0"):
+    def fake_docker(self, tmp_path, volume_rm_exit=0, containers=()):
+        """A docker CLI whose engine holds `containers` (as `ps_line` writes them)."""
         calls = tmp_path / "docker-calls"
-        self._script("docker", f'echo "$@" >> {calls}\ncase "$1" in version) echo 28.2.2;; '
-                               f'volume) exit {volume_rm_exit};; inspect) echo "{inspect}";; esac')
+        listing = tmp_path / "docker-ps"
+        listing.write_text("".join(line + "\n" for line in containers))
+        self._script("docker", f'echo "$@" >> {calls}\ncase "$1" in ps) cat {listing};; '
+                               f'volume) exit {volume_rm_exit};; esac')
         return calls
 
     def run(self, *args, timeout=60):
@@ -153,6 +160,7 @@ def test_drift_runs_a_refreshing_preview_that_expects_no_changes(tmp_path):
 
 def test_drift_exits_1_and_names_each_difference(tmp_path):
     cli = Cli(tmp_path, preview_events=REPLACED, preview_exit=255)
+    cli.fake_docker(tmp_path, containers=[ps_line("alice", "tempo"), ps_line("alice", "grafana")])
     result = cli.run("drift", "--stack", "alice")
     assert result.returncode == 1, result.stderr
     assert "replace  docker:index/container:Container tempo: a config file the container reads changed" in result.stdout
@@ -194,12 +202,14 @@ def test_a_container_that_is_down_is_named_as_down_not_as_changed(tmp_path):
             step("delete-replaced", "trace-stack-prometheus", keys=["ports"]),
             step("create-replacement", "trace-stack-prometheus", keys=["ports"])]
     cli = Cli(tmp_path, config=stack_config(tmp_path), preview_events=down, preview_exit=255)
-    docker_calls = cli.fake_docker(tmp_path, inspect="exited 137")
+    docker_calls = cli.fake_docker(tmp_path, containers=[
+        ps_line("alice", "prometheus", "Exited (137) 5 seconds ago"), ps_line("alice", "loki"),
+        ps_line("bob", "prometheus", "Exited (0) 1 hour ago")])
     result = cli.run("drift", "--stack", "alice")
     assert result.returncode == 1, result.stderr
     assert "down     docker:index/container:Container trace-stack-prometheus: prometheus is down (exited, code 137)" \
         in result.stdout
-    assert "inspect --format {{.State.Status}} {{.State.ExitCode}} trace-stack-alice-prometheus" in docker_calls.read_text()
+    assert docker_calls.read_text().startswith("ps --all --no-trunc --filter label=trace-stack.stack")
 
 
 def test_drift_of_a_stack_that_does_not_exist_exits_2(tmp_path):
@@ -226,6 +236,14 @@ def healthy_outputs(stand_ins):
     return healthy_stack(stand_ins)
 
 
+def ps_line(stack, service, status="Up 2 minutes", ports=(), mounts=""):
+    """A container as `docker ps --format` prints it for preflight: stack and service labels, name,
+    state, status, published ports and mounts."""
+    state = "running" if status.startswith("Up") else status.split()[0].lower()
+    published = ", ".join(f"127.0.0.1:{port}->{port}/tcp" for port in ports)
+    return "\t".join((stack, service, f"trace-stack-{stack}-{service}", state, status, published, mounts))
+
+
 def stack_config(tmp_path, **extra):
     log_dir = tmp_path / "logs"
     log_dir.mkdir(exist_ok=True)
@@ -243,11 +261,60 @@ def test_up_selects_the_stack_deploys_checks_and_prints_the_urls(tmp_path, healt
     assert [c[0] for c in commands].index("install") < [c[0] for c in commands].index("up")
     up = cli.call(["up"])["args"]
     assert up[:3] == ["up", "--yes", "--skip-preview"] and up[-2:] == ["--stack", "alice"]
-    assert "version --format {{.Server.Version}}" in docker_calls.read_text()
+    # Refreshed first: what was stopped or removed outside Pulumi is put back.
+    assert "--refresh" in up
+    assert docker_calls.read_text().startswith("ps --all")
     assert all(call["passphrase"] == "" for call in cli.calls())
     lines = result.stdout.splitlines()
     assert any(line.startswith("grafana ") and " ready " in line for line in lines)
     assert f"  grafana_url            {healthy_outputs['grafana_url']}" in lines
+
+
+def refreshed(name, kind="container:Container", gone=False):
+    """The refresh step an `up --refresh` makes for a resource in the state; one removed outside
+    Pulumi is read back as nothing (`new` null)."""
+    event = step("refresh", name, kind)
+    urn, resource_type = (event["resourcePreEvent"]["metadata"][key] for key in ("urn", "type"))
+    state = {"urn": urn, "type": resource_type, "custom": True, "id": "abc", "inputs": {}, "outputs": {}}
+    event["resourcePreEvent"]["metadata"].update(old=state, new=None if gone else state)
+    return event
+
+
+def test_up_puts_back_what_was_stopped_or_removed_outside_pulumi_and_names_it(tmp_path, healthy_outputs):
+    up_events = [refreshed("trace-stack-tempo"), refreshed("trace-stack-grafana", gone=True),
+                 refreshed("trace-stack-network", "network:Network", gone=True), refreshed("trace-stack-loki"),
+                 step("replace", "trace-stack-tempo", keys=["ports"], diffs=["ports", "mustRun"]),
+                 step("create", "trace-stack-grafana"), step("create", "trace-stack-network", "network:Network"),
+                 step("replace", "trace-stack-loki", keys=["uploads"], diffs=["uploads"])]
+    cli = Cli(tmp_path, config=stack_config(tmp_path), outputs=healthy_outputs, up_events=up_events)
+    cli.fake_docker(tmp_path, containers=[ps_line("alice", "tempo", "Exited (137) 1 minute ago"),
+                                          ps_line("alice", "loki")])
+    result = cli.run("up", "--stack", "alice", "--timeout", "20")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = result.stdout[result.stdout.index("put back what changed outside Pulumi in stack alice:"):]
+    # loki's replacement is the program's change (a config file), not a repair.
+    assert report.splitlines()[1:4] == ["  tempo was down (exited, code 137): replaced", "  grafana was missing: created",
+                                        "  network was missing: created"]
+
+
+def test_up_says_where_its_time_went_and_skips_an_install_with_nothing_new(tmp_path, healthy_outputs):
+    cli = Cli(tmp_path, config=stack_config(tmp_path), outputs=healthy_outputs)
+    cli.fake_docker(tmp_path)
+    plugin = cli.pulumi_home / "plugins" / "resource-docker-v5.2.0"  # as requirements.txt pins pulumi-docker
+    plugin.mkdir(parents=True)
+
+    def installs_and_phases():
+        result = cli.run("up", "--stack", "alice", "--timeout", "20")
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = result.stdout[result.stdout.index("\nup took "):].splitlines()[2:7]
+        assert [line.split()[0] for line in report] == ["validate", "preflight", "install", "refresh/update", "check"]
+        return len([call for call in cli.calls() if call["args"][:1] == ["install"]]), report[2]
+
+    assert installs_and_phases()[0] == 1
+    count, install = installs_and_phases()
+    assert count == 1 and install.endswith("skipped: nothing it installs from changed since the last one")
+    plugin.rmdir()  # the plugin gone: installed again
+    assert installs_and_phases()[0] == 2
 
 
 def test_up_creates_a_stack_that_does_not_exist(tmp_path, healthy_outputs):
@@ -266,9 +333,10 @@ def test_up_keeps_a_passphrase_the_user_set(tmp_path, healthy_outputs):
 
 
 @pytest.mark.parametrize(("failing", "printed", "reported", "hint"), [
-    ("install_stderr", INSTALL_FAILS_TO_DOWNLOAD,
+    ("install_stderr", install_fails_to_download("http://127.0.0.1:9"),
      "`pulumi install` failed for stack alice: installing packages: failed to download plugin: docker-5.2.0: "
-     "failed all 5 attempts", "The docker provider plugin could not be downloaded"),
+     "404 HTTP error fetching plugin from http://127.0.0.1:9/pulumi-resource-docker-v5.2.0-linux-amd64.tar.gz",
+     "The docker provider plugin could not be downloaded"),
     ("up_stderr", RUN_WITHOUT_LANGUAGE_HOST,
      "`pulumi up` failed for stack alice: failed to load language plugin python: no language plugin "
      "'pulumi-language-python' found in the workspace or on your $PATH",
@@ -323,6 +391,56 @@ def test_preflight_with_a_host_port_taken(tmp_path):
     assert f"alloy_http {taken}" in result.stderr and "portOffset" in result.stderr
 
 
+@contextlib.contextmanager
+def lingering(port):
+    """`port` as Docker's proxy leaves it when its container goes while a client (a browser tab)
+    is connected: the proxy listened with SO_REUSEADDR (Go sets it), closed its side first, and
+    the connection lingers in TIME-WAIT. Nothing listens there."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()
+        client.close()
+    with socket.socket() as plain:  # what preflight once did: refused
+        with pytest.raises(OSError):
+            plain.bind(("127.0.0.1", port))
+    assert f"{port:04X} " in "".join(line.split()[1] + " " for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+                                      if line.split()[3] == "06"), "no connection in TIME-WAIT"
+    yield
+
+
+def test_up_goes_through_when_its_ports_only_linger_in_time_wait(tmp_path, healthy_outputs):
+    # Right after `down`, or after `docker rm -f` of one container: grafana's port lingers, and
+    # alloy's is published by this stack's own running container.
+    grafana_port, alloy_port = 33000 + PORT_OFFSET, 12345 + PORT_OFFSET
+    with lingering(grafana_port), socket.socket() as alloy_proxy:
+        alloy_proxy.bind(("127.0.0.1", alloy_port))
+        alloy_proxy.listen()
+        cli = Cli(tmp_path, config=stack_config(tmp_path), outputs=healthy_outputs)
+        cli.fake_docker(tmp_path, containers=[ps_line("alice", "alloy", ports=[alloy_port])])
+        result = cli.run("up", "--stack", "alice", "--timeout", "20")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_up_refuses_a_log_dir_another_stacks_alloy_reads(tmp_path):
+    cli = Cli(tmp_path, config=stack_config(tmp_path))
+    log_dir = tmp_path / "logs"
+    cli.fake_docker(tmp_path, containers=[
+        ps_line("dev", "alloy", mounts=f"{log_dir},trace-stack-dev-alloy-data"),
+        ps_line("dev", "loki", mounts="trace-stack-dev-loki-data"),
+        ps_line("carol", "alloy", "Exited (0) 2 days ago", mounts=f"{log_dir}/carol,trace-stack-carol-alloy-data")])
+    result = cli.run("up", "--stack", "alice")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"up: logDir {log_dir} is already read by stack dev on this Docker engine: two stacks reading one logDir get "
+        f"each other's app logs; give stack 'alice' its own (`pulumi config set logDir {tmp_path / 'alice'} "
+        f"--stack alice`)")
+    assert not [c for c in cli.calls() if c["args"][0] == "up"]
+
+
 def test_preflight_with_log_dir_missing_offers_to_create_it(tmp_path, healthy_outputs):
     missing = tmp_path / "no" / "such" / "dir"
     cli = Cli(tmp_path, config=stack_config(tmp_path, **{"trace-stack:logDir": str(missing)}), outputs=healthy_outputs)
@@ -349,7 +467,7 @@ def test_down_delete_data_removes_the_volumes(tmp_path):
     result = cli.run("down", "--stack", "alice", "--delete-data")
     assert result.returncode == 0, result.stderr
     assert docker_calls.read_text().split() == ["volume", "rm"] + [
-        f"trace-stack-alice-{s}-data" for s in ("prometheus", "tempo", "loki", "alloy", "grafana")]
+        f"trace-stack-alice-{s}-data" for s in ("prometheus", "tempo", "loki", "otel-collector", "alloy", "grafana")]
 
 
 def test_down_delete_data_fails_when_docker_fails_without_a_word(tmp_path):
@@ -421,20 +539,52 @@ def logs(tmp_path, env, *args):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
 
 
-def test_logs_attach_pipes_the_session_into_the_log_dir(tmp_path, tmux_session):
+def pino_line(message):
+    return json.dumps({"level": 30, "time": int(time.time() * 1000), "msg": message}, separators=(",", ":"))
+
+
+def test_logs_attach_pipes_only_the_apps_json_lines_into_the_log_dir(tmp_path, tmux_session):
     result = logs(tmp_path, tmux_session, "attach")
     assert result.returncode == 0, result.stderr
     assert "pipe-pane attached" in result.stdout
-    line = json.dumps({"level": 30, "time": int(time.time() * 1000), "msg": "hello"})
-    subprocess.run(["tmux", "send-keys", "-t", "refly-api", f"echo '{line}'", "Enter"], env=tmux_session, check=True)
+    # An interactive bash: a prompt, bracketed-paste mode switches, the typed commands' echo, a
+    # coloured line; only what the commands print as JSON is the app's.
+    def type_in(*keys):
+        subprocess.run(["tmux", "send-keys", "-t", "refly-api", *keys], env=tmux_session, check=True)
+
+    type_in("exec bash --norc -i", "Enter")
+    first, last = pino_line("hello"), pino_line("bye")
+    type_in(f"echo '{first}'", "Enter")
+    type_in("printf '\\033[31mnot json\\033[0m\\n'", "Enter")
+    type_in(f"echo '{last}'", "Enter")
     log_file = tmp_path / "logs" / "api.log"
-    wait_until("the line typed into the pane in the log file",
-               lambda: log_file.exists() and line in log_file.read_text())
+    wait_until("the last line printed in the pane in the log file",
+               lambda: log_file.exists() and last in log_file.read_text())
+    assert log_file.read_text() == f"{first}\n{last}\n"
     status = logs(tmp_path, tmux_session, "status").stdout
     assert "pipe-pane attached" in status and "bytes, last line" in status
     assert logs(tmp_path, tmux_session, "attach").returncode == 0  # twice is still one pipe
 
     assert "pipe-pane not attached" in logs(tmp_path, tmux_session, "detach").stdout
+
+
+# Bytes a real tmux 3.3 pane running bash 5.2 sent to pipe-pane: typeahead echoed before the
+# prompt, the prompt with bracketed-paste switches, a coloured line, a prompt before output.
+PANE_BYTES = (b'echo \'{"level":30,"msg":"hi"}\'\r\n'
+              b'\x1b[?2004hroot@vm:/tmp# echo \'{"level":30,"msg":"hi"}\'\r\n'
+              b'\x1b[?2004l\r{"level":30,"msg":"hi"}\r\n'
+              b'\x1b[?2004l\r\x1b[31mred\x1b[0m\r\n'
+              b'\x1b]0;title\x07{"level":40,"msg":"from node"}\r\n'
+              b'# {"level":50}\r\n'
+              b'# ')
+
+
+def test_the_pane_filter_keeps_each_json_object_a_line_shows_and_nothing_else():
+    kept = [app_line(raw) for raw in PANE_BYTES.splitlines(keepends=True)]
+    assert [line for line in kept if line is not None] == [
+        b'{"level":30,"msg":"hi"}', b'{"level":40,"msg":"from node"}', b'{"level":50}']
+    assert app_line(b"[1, 2]\r\n") is None and app_line(b'{"cut": \r\n') is None
+    assert app_line(b'{"msg":"\xff"}\n') is None  # not UTF-8: no JSON
 
 
 def test_logs_pipes_into_the_stacks_own_log_dir(tmp_path, tmux_session):

@@ -104,10 +104,24 @@ def test_data_volumes_outlive_a_destroy_and_the_network_is_replaced_delete_first
     assert options(default_stack, "network:Network", "network").delete_before_replace is True
 
 
-def test_no_container_overrides_its_images_user(default_stack):
-    # Grafana 472, Prometheus nobody, Loki and the collector 10001 as their images run them;
-    # Tempo 2.3 and Alloy run as root, as their images do (program/services.py says why).
-    assert all("user" not in container for container in default_stack.containers.values())
+def test_only_the_collector_overrides_its_images_user_and_it_as_root_without_capabilities(default_stack):
+    # Grafana 472, Prometheus nobody, Loki 10001 as their images run them; Tempo 2.3 and Alloy
+    # run as root, as their images do (program/services.py says why). The collector writes its
+    # queues to a volume only root can write, so it is root with no capability at all.
+    overriding = {name: container for name, container in default_stack.containers.items() if "user" in container}
+    assert list(overriding) == ["otel-collector"]
+    assert overriding["otel-collector"]["user"] == "0"
+    assert overriding["otel-collector"]["capabilities"] == {"drops": ["ALL"]}
+    assert all("capabilities" not in container for name, container in default_stack.containers.items()
+               if name != "otel-collector")
+
+
+def test_every_container_is_stopped_with_grace_on_replace_and_destroy(default_stack):
+    # Without destroy_grace_seconds the provider stops a container with no grace: SIGKILL.
+    for name, container in default_stack.containers.items():
+        assert container["destroyGraceSeconds"] == container["stopTimeout"] >= 10, name
+    # Tempo 2.3 sleeps 30 s after SIGTERM before it exits.
+    assert default_stack.containers["tempo"]["stopTimeout"] >= 40
 
 
 # --- the health checks' commands, run for real against stand-ins --------------------------------

@@ -51,7 +51,7 @@ def test_one_component_holds_every_docker_object(default_stack):
     assert kinds.count("docker:index/container:Container") == 6
     assert kinds.count("docker:index/remoteImage:RemoteImage") == 6
     assert kinds.count("docker:index/network:Network") == 1
-    assert kinds.count("docker:index/volume:Volume") == 5
+    assert kinds.count("docker:index/volume:Volume") == 6
 
 
 def test_six_containers_with_names_images_and_restart_policy(default_stack):
@@ -82,7 +82,7 @@ def test_one_bridge_network_and_each_container_on_it_by_its_service_name(default
 def test_data_volumes_are_named_for_the_stack_and_mounted_where_each_image_keeps_data(default_stack):
     volumes = {r.name: r.inputs["name"] for r in default_stack.of_type("volume:Volume")}
     assert volumes == {f"{COMPONENT}-{s}-data": f"trace-stack-dev-{s}-data"
-                       for s in ("grafana", "prometheus", "tempo", "loki", "alloy")}
+                       for s in ("grafana", "prometheus", "tempo", "loki", "alloy", "otel-collector")}
     mounts = {service: {v.get("volumeName") or v.get("hostPath"): (v["containerPath"], v.get("readOnly", False))
                         for v in container.get("volumes", [])}
               for service, container in default_stack.containers.items()}
@@ -92,7 +92,7 @@ def test_data_volumes_are_named_for_the_stack_and_mounted_where_each_image_keeps
     assert mounts["loki"] == {"trace-stack-dev-loki-data": ("/loki", False)}
     assert mounts["alloy"] == {"trace-stack-dev-alloy-data": ("/var/lib/alloy/data", False),
                                "/tmp/alloy/logs/refly": ("/var/log/app", True)}
-    assert mounts["otel-collector"] == {}
+    assert mounts["otel-collector"] == {"trace-stack-dev-otel-collector-data": ("/var/lib/otelcol/file_storage", False)}
 
 
 def test_commands_restate_the_image_defaults_they_replace(default_stack):
@@ -145,7 +145,7 @@ def test_docker_host_sends_every_docker_object_through_one_explicit_provider():
     [provider] = [r for r in program.resources if r.type == "pulumi:providers:docker"]
     assert provider.inputs["host"] == "ssh://dev@team-box"
     docker_objects = [r for r in program.resources if r.type.startswith("docker:index/")]
-    assert len(docker_objects) == 18
+    assert len(docker_objects) == 19
     # A provider reference is the provider's URN and id.
     assert all(f"$pulumi:providers:docker::{COMPONENT}-docker::" in r.provider for r in docker_objects)
     assert program.outputs["grafana_url"] == "http://team-box:33000"
@@ -160,7 +160,7 @@ def test_two_stacks_share_no_docker_name():
                 if r.type in ("docker:index/container:Container", "docker:index/network:Network",
                               "docker:index/volume:Volume")}
 
-    assert len(names(alice)) == len(names(bob)) == 12
+    assert len(names(alice)) == len(names(bob)) == 13
     assert not names(alice) & names(bob)
     assert all("-alice" in name for name in names(alice))
     host_ports = [{p for c in program.containers.values() for p in published(c).values()} for program in (alice, bob)]
@@ -246,7 +246,7 @@ def test_a_stack_deployed_with_the_earlier_names_is_not_replaced(stack):
         aliases[name] = urn.replace("pulumi:pulumi:Stack$", "")
     children_before = {urn for urn in URNS_BEFORE[stack] if "trace-stack:index:TraceStack$" in urn}
     # Every earlier child is some child's alias, and each child's alias is its own earlier name.
-    assert set(aliases.values()) == children_before
+    assert children_before <= set(aliases.values())
     for name, urn in aliases.items():
         assert urn.endswith("::" + name.removeprefix(f"{COMPONENT}-")), (name, urn)
 

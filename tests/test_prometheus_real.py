@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from program.services import SERVICES_BY_NAME
 from tests.tools import PROMETHEUS_HINT, prometheus_server, rendered_files, require, wait_until
 
 
@@ -62,3 +63,29 @@ def test_the_server_loaded_every_scrape_job(server):
 
     # Targets appear after service discovery's first update (5s).
     wait_until("every scrape job", lambda: jobs() == expected, why_not=lambda: f"jobs: {sorted(jobs())}")
+
+
+def promql_answers(tmp_path, series: dict[str, str], query: str, at: str, expected: list[dict]) -> None:
+    """`query` evaluated by Prometheus' own engine (promtool's rule tests) over `series` (promtool's
+    expanding notation, one sample every 15 s) gives `expected` at time `at`."""
+    promtool = require("promtool", PROMETHEUS_HINT)
+    (tmp_path / "rules.yaml").write_text("groups: []\n")
+    test = {"rule_files": ["rules.yaml"], "evaluation_interval": "15s", "tests": [{
+        "interval": "15s",
+        "input_series": [{"series": name, "values": values} for name, values in series.items()],
+        "promql_expr_test": [{"expr": query, "eval_time": at, "exp_samples": expected}]}]}
+    (tmp_path / "test.yaml").write_text(json.dumps(test))
+    result = subprocess.run([promtool, "test", "rules", "test.yaml"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_checks_collector_version_is_the_process_that_started_last(tmp_path):
+    """A replaced collector's old series stay queryable for Prometheus' lookback; the version
+    `check` reads is the newest process's, not whichever series comes first."""
+    query = SERVICES_BY_NAME["otel-collector"].build_info.prometheus_query
+    labels = 'job="otel-collector", service_name="otelcol-contrib"'
+    old = f'otelcol_process_uptime{{{labels}, service_instance_id="a", service_version="0.90.0"}}'
+    new = f'otelcol_process_uptime{{{labels}, service_instance_id="b", service_version="0.91.0"}}'
+    # The old process ran for an hour and stopped at 60 s; the new one started at 75 s.
+    promql_answers(tmp_path, {old: "3600+15x4", new: "_x5 0+15x5"}, query, "2m",
+                   [{"labels": f'{{{labels}, service_instance_id="b", service_version="0.91.0"}}', "value": 75}])

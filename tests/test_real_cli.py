@@ -10,6 +10,7 @@ plugins. The real ~/.pulumi is never touched.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import sys
 import pytest
 
 from tests.cli_outputs import (
-    INSTALL_FAILS_TO_DOWNLOAD, INSTALL_WITHOUT_LANGUAGE_HOST, RUN_WITHOUT_LANGUAGE_HOST, STACK_NOT_FOUND_EXIT,
+    INSTALL_WITHOUT_LANGUAGE_HOST, RUN_WITHOUT_LANGUAGE_HOST, STACK_NOT_FOUND_EXIT, install_fails_to_download,
     stack_not_found,
 )
 from tests.program import ROOT
@@ -44,9 +45,9 @@ class RealCli:
             "venv", ".git", "__pycache__", "tests", "bench", "tools", "Pulumi.*.yaml"))
         bin_dir = tmp_path / "bin"
         bin_dir.mkdir()
-        # The Docker engine's answer to preflight: nothing here is deployed to it.
+        # The Docker engine's answer to preflight: it holds no container.
         docker = bin_dir / "docker"
-        docker.write_text("#!/bin/sh\ncase \"$1\" in version) echo 28.2.2;; esac\n")
+        docker.write_text("#!/bin/sh\nexit 0\n")
         docker.chmod(0o755)
         for directory in ("home", "pulumi-home", "state", "logs"):
             (tmp_path / directory).mkdir()
@@ -104,22 +105,42 @@ def old_python_host():
     return built(python_language_host)
 
 
-def test_up_when_the_provider_plugin_cannot_be_downloaded(cli, old_python_host):
+@pytest.fixture
+def plugin_downloads_refused(tmp_path):
+    """Where the CLI downloads the docker provider plugin from, pointed (its own override,
+    PULUMI_PLUGIN_DOWNLOAD_URL_OVERRIDES) at a server that has nothing: it fails at the first try,
+    as behind a proxy that refuses, where the real URL would take five."""
+    (tmp_path / "nothing").mkdir()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
+                               str(tmp_path / "nothing"), "0"], stdout=subprocess.PIPE, text=True)
+    port = re.search(r"port (\d+)", server.stdout.readline())[1]
+    yield f"http://127.0.0.1:{port}"
+    server.terminate()
+    server.wait()
+
+
+def test_up_when_the_provider_plugin_cannot_be_downloaded(cli, old_python_host, plugin_downloads_refused):
     """With a Python language host (v3.68.0's: 3.274's cannot be had), `pulumi install` gets as far
-    as the docker provider plugin, whose download fails here as behind a proxy that blocks it."""
-    # That host ignores Pulumi.yaml's virtualenv and runs the python first on PATH: the project's.
+    as the docker provider plugin, whose download fails."""
+    # That host ignores Pulumi.yaml's virtualenv and runs the python first on PATH: the project's,
+    # with requirements.txt installed, as ./up leaves venv/ (and records in venv/.requirements.txt).
     cli.env["PATH"] = f"{cli.env['PATH'].split(':', 1)[0]}:{old_python_host}:{ROOT / 'venv' / 'bin'}:" \
                       f"{cli.env['PATH'].split(':', 1)[1]}"
+    (cli.project / "venv").mkdir()
+    shutil.copyfile(cli.project / "requirements.txt", cli.project / "venv" / ".requirements.txt")
+    cli.env["PULUMI_PLUGIN_DOWNLOAD_URL_OVERRIDES"] = \
+        f"^github://api\\.github\\.com/pulumi/pulumi-docker$={plugin_downloads_refused}"
     cli.new_stack()
-    install = cli.pulumi("install", check=False)
-    assert install.returncode == 1 and install.stderr.endswith(INSTALL_FAILS_TO_DOWNLOAD), install.stderr[-500:]
+    install = cli.pulumi("install", "--no-dependencies", check=False)
+    assert install.returncode == 1, install.stderr[-500:]
+    assert install.stderr.endswith(install_fails_to_download(plugin_downloads_refused)), install.stderr[-500:]
 
     result = cli.command("up", "--stack", "dev")
     assert result.returncode == 1
-    assert "Finished installing dependencies" in result.stdout  # what pulumi printed, as it ran
     [failed, hint] = result.stderr.strip().splitlines()
     assert failed == ("up: `pulumi install` failed for stack dev: installing packages: failed to download plugin: "
-                      "docker-5.2.0: failed all 5 attempts")
+                      f"docker-5.2.0: 404 HTTP error fetching plugin from {plugin_downloads_refused}/"
+                      "pulumi-resource-docker-v5.2.0-linux-amd64.tar.gz")
     assert "`pulumi plugin install resource docker v5.2.0 --file " in hint
 
 

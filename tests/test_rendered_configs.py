@@ -9,7 +9,9 @@ import yaml
 from program.log_labels import PINO_LEVELS
 from program.render import EXEMPLAR_TRACE_ID_LABELS
 from program.services import GRAFANA_DASHBOARDS_DIR, LOG_MOUNT, PORTS_BY_NAME, SERVICES, SERVICES_BY_NAME
-from tests.tools import alloy_blocks, attributes, rendered_files, run_go_template, stages
+from tests.tools import (
+    alloy_blocks, alloy_stream_labels, attributes, rendered_files, run_go_template, source_file_labels, stages,
+)
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -51,8 +53,11 @@ def test_prometheus_scrapes_the_apps_metrics_and_every_service(files):
         "grafana": ["grafana:3000"],
     }
     assert jobs["app"]["honor_labels"] is True
-    # 100,000 (the default) holds under 10 minutes of ~3,000 exemplar-carrying bucket series
-    # scraped every 15s; 500,000 about 45 minutes, at ~220 bytes each (~110 MiB of 1024).
+    # The app's metrics within seconds; the stack's own every 15 s.
+    assert jobs["app"]["scrape_interval"] == "5s" and config["global"]["scrape_interval"] == "15s"
+    assert all("scrape_interval" not in job for name, job in jobs.items() if name != "app")
+    # 100,000 (the default) holds under 3 minutes of ~3,000 exemplar-carrying bucket series
+    # scraped every 5s; 500,000 about 15 minutes, at ~220 bytes each (~110 MiB of 1024).
     assert config["storage"]["exemplars"]["max_exemplars"] == 500_000
 
 
@@ -66,7 +71,8 @@ def collector(files):
 
 def test_collector_takes_otlp_over_grpc_and_http(collector):
     protocols = collector["receivers"]["otlp"]["protocols"]
-    assert protocols == {"grpc": {"endpoint": "0.0.0.0:4317"}, "http": {"endpoint": "0.0.0.0:4318"}}
+    assert protocols == {"grpc": {"endpoint": "0.0.0.0:4317", "max_recv_msg_size_mib": 4},
+                         "http": {"endpoint": "0.0.0.0:4318", "max_request_body_size": 4 * 2**20}}
 
 
 def test_collector_sends_traces_to_tempo_and_serves_metrics_with_exemplars(collector):
@@ -81,7 +87,7 @@ def test_collector_sends_traces_to_tempo_and_serves_metrics_with_exemplars(colle
 
 def test_collector_pushes_otel_logs_to_loki_labelled_as_the_pino_lines(collector):
     assert collector["service"]["pipelines"]["logs"] == {
-        "receivers": ["otlp"], "processors": ["memory_limiter", "transform/log_labels", "batch"], "exporters": ["loki"]}
+        "receivers": ["otlp"], "processors": ["memory_limiter", "transform/log_labels"], "exporters": ["loki"]}
     loki = collector["exporters"]["loki"]
     assert loki["endpoint"] == "http://loki:3100/loki/api/v1/push"
     # job and env come from the stack (as Alloy's static labels), level from the transform.
@@ -93,28 +99,53 @@ def test_collector_pushes_otel_logs_to_loki_labelled_as_the_pino_lines(collector
 
 
 def test_collector_keeps_data_while_tempo_or_loki_restart(collector):
-    # Exporter defaults at 0.91.0: a queue of 1,000 batches and 5 minutes of retries from 5s on.
-    # A replace of Tempo or Loki by `up` takes seconds; 3,000 batches hold 10 minutes at 5,000
-    # items/s (batches go out every 200ms), as long as the retries last.
+    # Exporter defaults at 0.91.0: a queue of 1,000 requests and 5 minutes of retries from 5s on.
+    # A replace of Tempo or Loki by `up` takes seconds; 6,000 requests hold 10 minutes at 5,000
+    # items/s (an SDK sends 512 at a time), as long as the retries last.
     for name in ("otlp/tempo", "loki"):
         exporter = collector["exporters"][name]
-        assert exporter["sending_queue"] == {"enabled": True, "num_consumers": 10, "queue_size": 3000}, name
+        assert exporter["sending_queue"] == {"enabled": True, "num_consumers": 10, "queue_size": 6000,
+                                             "storage": "file_storage/queues"}, name
         assert exporter["retry_on_failure"] == {
             "enabled": True, "initial_interval": "1s", "max_interval": "30s", "max_elapsed_time": "10m"}, name
     batch = collector["processors"]["batch"]
     assert batch["send_batch_size"] == batch["send_batch_max_size"] == 4096
 
 
-def test_collector_limits_memory_first_and_batches_last(collector):
+def test_what_the_collector_accepts_of_traces_and_logs_is_on_disk_before_the_app_is_told(collector):
+    # The batch processor answers the receiver before anything is queued: a collector killed
+    # then would lose what the app was told had arrived. Only metrics (pulled, never queued)
+    # are batched.
+    pipelines = collector["service"]["pipelines"]
+    assert "batch" not in pipelines["traces"]["processors"] + pipelines["logs"]["processors"]
+    assert pipelines["metrics"]["processors"][-1] == "batch"
+
+
+def test_collector_queues_on_its_data_volume_so_a_restart_loses_nothing(collector):
+    # The extension refuses a directory that does not exist: the volume is mounted there.
+    collector_service = SERVICES_BY_NAME["otel-collector"]
+    storage = collector["extensions"]["file_storage/queues"]
+    assert storage["directory"] == storage["compaction"]["directory"] == collector_service.data_dir
+    assert storage["compaction"]["on_rebound"] is True
+    assert "file_storage/queues" in collector["service"]["extensions"]
+
+
+def test_collector_limits_memory_first(collector):
     limiter = collector["processors"]["memory_limiter"]
     assert limiter["check_interval"] == "1s" and limiter["limit_mib"] > limiter["spike_limit_mib"] > 0
     for pipeline in collector["service"]["pipelines"].values():
-        assert pipeline["processors"][0] == "memory_limiter" and pipeline["processors"][-1] == "batch"
+        assert pipeline["processors"][0] == "memory_limiter"
+
+
+def largest_request(collector) -> int:
+    """The most bytes a request the collector takes from the app can hold, which it passes on whole."""
+    protocols = collector["receivers"]["otlp"]["protocols"]
+    return max(protocols["grpc"]["max_recv_msg_size_mib"] * 2**20, protocols["http"]["max_request_body_size"])
 
 
 def test_collector_health_check_is_on_and_published(collector):
     assert collector["extensions"]["health_check"]["endpoint"] == "0.0.0.0:13133"
-    assert collector["service"]["extensions"] == ["health_check"]
+    assert collector["service"]["extensions"][0] == "health_check"
     assert PORTS_BY_NAME["collector_health"].host == 33133
 
 
@@ -157,9 +188,9 @@ def test_tempo_takes_a_developers_load_test_without_discarding(tempo, collector)
     assert limits["ingestion"]["rate_limit_bytes"] == 15_000_000 >= 5_000 * 3_000
     assert limits["ingestion"]["burst_size_bytes"] == 20_000_000 >= 16 * 2**20
     assert limits["global"]["max_bytes_per_trace"] == 5_000_000
-    # A collector batch (at most send_batch_max_size spans of up to 4 KB) fits in one gRPC message.
+    # The largest request the collector takes, passed on whole, fits in one of Tempo's messages.
     receiver_mib = tempo["distributor"]["receivers"]["otlp"]["protocols"]["grpc"]["max_recv_msg_size_mib"]
-    assert collector["processors"]["batch"]["send_batch_max_size"] * 4096 <= receiver_mib * 2**20
+    assert largest_request(collector) == 4 * 2**20 <= receiver_mib * 2**20
 
 
 def test_tempo_stores_everything_on_its_volume(tempo):
@@ -213,9 +244,9 @@ def test_loki_takes_a_developers_load_test_without_refusing(loki, collector):
     assert limits["ingestion_burst_size_mb"] == 32
     assert (limits["per_stream_rate_limit"], limits["per_stream_rate_limit_burst"]) == ("16MB", "32MB")
     assert limits["max_line_size"] == 0  # no line refused for its length
-    # The largest collector push (send_batch_max_size records of up to 4 KB) passes the burst and
-    # the distributor-to-ingester gRPC message limit (4 MiB by default).
-    largest_push = collector["processors"]["batch"]["send_batch_max_size"] * 4096
+    # The largest collector push (the largest request it takes, passed on whole) passes the burst
+    # and the distributor-to-ingester gRPC message limit (4 MiB by default).
+    largest_push = largest_request(collector)
     assert largest_push <= limits["ingestion_burst_size_mb"] * 2**20
     assert largest_push <= loki["server"]["grpc_server_max_recv_msg_size"] == 16 * 2**20
     assert loki["server"]["grpc_server_max_send_msg_size"] == 16 * 2**20
@@ -254,8 +285,16 @@ def test_alloy_parses_pino_json_labels_and_timestamps(alloy):
     assert pipeline["stage.labels"] == {"values": {"level": ""}}
     assert pipeline["stage.static_labels"] == {"values": {"job": "refly-api", "env": "local"}}
     assert pipeline["stage.timestamp"] == {"source": "time", "format": "UnixMs"}
+    assert pipeline["stage.label_drop"] == {"values": ["filename"]}
     assert attributes(alloy[("loki.process", "pino")])["forward_to"] == {"expr": "[loki.write.loki.receiver]"}
     assert "traceId" not in repr(pipeline["stage.labels"])  # a label per trace would explode Loki's index
+
+
+def test_a_pino_line_leaves_alloy_with_the_shared_labels_alone(alloy):
+    """loki.source.file labels each line with its file; the OTel path has no such label."""
+    pipeline = stages(alloy[("loki.process", "pino")])
+    labels = alloy_stream_labels(pipeline, source_file_labels(f"{LOG_MOUNT}/api.log"), {"level": "warn"})
+    assert labels == {"job": "refly-api", "env": "local", "level": "warn"}
 
 
 def test_alloy_pushes_to_loki(alloy):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import pytest
+import yaml
 
 from program.render import render_service_files, template_values
 from tools.build_services import BuildError
@@ -85,6 +86,30 @@ def stages(body: list) -> list[tuple[str, dict]]:
     return [(item["block"], attributes(item["body"])) for item in body if "block" in item]
 
 
+# The labels loki.source.file gives every line it reads, before loki.process sees it: the file's
+# path (internal/component/loki/source/file/tailer.go at Alloy v1.5.1, `filenameLabel`).
+def source_file_labels(path: str) -> dict[str, str]:
+    return {"filename": path}
+
+
+def alloy_stream_labels(pipeline: list[tuple[str, dict]], labels: dict[str, str],
+                        extracted: dict[str, str]) -> dict[str, str]:
+    """The labels a line leaves loki.process with: `labels` as its source gave them, changed by
+    each label stage in the pipeline's order, as Alloy's stages do (stage.labels takes an extracted
+    value that exists, stage.static_labels sets, stage.label_drop deletes)."""
+    labels = dict(labels)
+    for block, values in pipeline:
+        if block == "stage.labels":
+            labels.update({name: extracted[source or name] for name, source in values["values"].items()
+                           if extracted.get(source or name) is not None})
+        elif block == "stage.static_labels":
+            labels.update(values["values"])
+        elif block == "stage.label_drop":
+            for name in values["values"]:
+                labels.pop(name, None)
+    return labels
+
+
 def run_go_template(text: str, values: list[str]) -> list[str]:
     """Go's text/template run as Alloy's stage.template runs it, once per .Value."""
     result = subprocess.run([str(go_tool("alloycheck")), "template", text, *values], capture_output=True, text=True)
@@ -120,12 +145,14 @@ def unused_port() -> int:
 
 @contextlib.contextmanager
 def prometheus_server(directory: Path, raw: Optional[dict] = None, values: Optional[dict] = None,
-                      port: Optional[int] = None) -> Iterator[str]:
+                      port: Optional[int] = None, extra_jobs: tuple[dict, ...] = ()) -> Iterator[str]:
     """A real Prometheus (Debian's) started with the container's own flags and rendered config;
-    only the file paths and the listen address are moved. Yields its URL once /-/ready."""
+    only the file paths and the listen address are moved, and `extra_jobs` scraped too. Yields its
+    URL once /-/ready."""
     binary = require("prometheus", PROMETHEUS_HINT)
-    files = rendered_files("prometheus", raw, values)
-    (directory / "prometheus.yml").write_text(files["/etc/prometheus/prometheus.yml"])
+    config = yaml.safe_load(rendered_files("prometheus", raw, values)["/etc/prometheus/prometheus.yml"])
+    config["scrape_configs"] += list(extra_jobs)
+    (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
     moved = {"--config.file": str(directory / "prometheus.yml"), "--storage.tsdb.path": str(directory / "data")}
     flags = [f"{name}={moved[name]}" if name in moved else flag
              for flag in SERVICES_BY_NAME["prometheus"].command(stack_config(raw))
@@ -150,21 +177,27 @@ def rendered_files(service: str, raw: Optional[dict] = None, values: Optional[di
     return render_service_files(SERVICES_BY_NAME[service], values or template_values(config))
 
 
-def loopback_values(ports: Optional[dict[str, int]] = None, scrape_interval: str = "1s") -> dict:
-    """The default stack's template values with only what Docker would provide moved onto
-    loopback: host names to 127.0.0.1, every port to a free one (or the one given)."""
-    values = template_values(stack_config())
+def loopback_values(ports: Optional[dict[str, int]] = None, scrape_interval: str = "1s",
+                    raw: Optional[dict] = None) -> dict:
+    """A stack's template values (the default stack's, or one with `raw` settings) with only what
+    Docker would provide moved onto loopback: host names to 127.0.0.1, every port to a free one
+    (or the one given)."""
+    values = template_values(stack_config(raw))
     values["host"] = {name: "127.0.0.1" for name in values["host"]}
     values["port"] = {name: (ports or {}).get(name) or unused_port() for name in values["port"]}
     values["listen_host"] = "127.0.0.1"
-    values["scrape_interval"] = scrape_interval
+    values["scrape_interval"] = values["app_scrape_interval"] = scrape_interval
     return values
 
 
 @contextlib.contextmanager
 def collector_process(binary: Path, directory: Path, values: dict) -> Iterator[subprocess.Popen]:
     """The real collector on the stack's rendered config (with `values`), logging to
-    directory/collector.log."""
+    directory/collector.log, its sending queues in directory/queues (where a collector started
+    again in the same directory finds them)."""
+    queues = directory / "queues"
+    queues.mkdir(exist_ok=True)
+    values = {**values, "data_dir": {**values["data_dir"], "otel-collector": str(queues)}}
     config = directory / "collector.yaml"
     config.write_text(rendered_files("otel-collector", values=values)["/etc/otelcol-contrib/config.yaml"])
     with running_process([str(binary), "--config", str(config)], directory / "collector.log",

@@ -6,9 +6,10 @@ The collector is built by the OpenTelemetry Collector Builder (ocb) v0.91.0 from
 tools/collector/manifest.yaml, the Pulumi CLI and the Pulumi Python language host by `go build` in
 the Go modules tools/pulumi and tools/pulumi-python-host (which pin their versions; the host comes
 with its pulumi-language-python-exec script, and its directory is what goes on PATH), everything
-from the Go module proxy. Each is cached under ~/.cache/trace-stack/services
-(TRACE_STACK_SERVICE_CACHE), keyed by its inputs (the manifest, or go.mod and go.sum) and the Go
-version, so a later run takes no time.
+from the Go module proxy; the test Node.js app's packages are installed by `npm ci`. Each is
+cached under ~/.cache/trace-stack/services (TRACE_STACK_SERVICE_CACHE), keyed by its inputs (the
+manifest, go.mod and go.sum, or package-lock.json) and the Go (or Node.js) version, so a later run
+takes no time.
 """
 
 from __future__ import annotations
@@ -126,9 +127,33 @@ def python_language_host() -> Path:
     return host.parent
 
 
-SERVICES = {"collector": collector, "pulumi": pulumi_cli, "python-host": python_language_host}
+def node_app_modules() -> Path:
+    """The node_modules of tests/node_app (a real OpenTelemetry-instrumented Node.js service), as
+    `npm ci` installs its package-lock.json from the npm registry; the app runs with NODE_PATH
+    set to it."""
+    app = ROOT / "tests" / "node_app"
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BuildError("npm is not installed: the test app's packages come from the npm registry (Node.js 20+)")
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    lock = (app / "package-lock.json").read_bytes()
+    target = CACHE / f"node-app-{hashlib.sha256(lock + node.encode()).hexdigest()[:16]}"
+    if (target / "node_modules").exists():
+        return target / "node_modules"
+    with tempfile.TemporaryDirectory(dir=CACHE) as work:
+        for name in ("package.json", "package-lock.json"):
+            shutil.copyfile(app / name, Path(work) / name)
+        _run([npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"], Path(work), "npm ci (tests/node_app)")
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.move(Path(work) / "node_modules", target / "node_modules")
+    return target / "node_modules"
+
+
+SERVICES = {"collector": collector, "pulumi": pulumi_cli, "python-host": python_language_host,
+            "node-app": node_app_modules}
 # Roughly how long each takes on 2 cores the first time (nothing once cached).
-FIRST_BUILD = {"collector": "about 3 minutes", "pulumi": "about 8 minutes", "python-host": "under a minute"}
+FIRST_BUILD = {"collector": "about 3 minutes", "pulumi": "about 8 minutes", "python-host": "under a minute",
+               "node-app": "under a minute"}
 
 
 def main() -> int:

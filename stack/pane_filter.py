@@ -1,0 +1,48 @@
+"""The app's JSON lines out of what a tmux pane shows: `logs attach` pipes the pane through this.
+
+A pane's output is the terminal's byte stream: the shell's prompt, the commands typed and their
+echo, colours and mode switches (`\\e[?2004l`), carriage returns that redraw a line. Only the
+app's JSON lines may reach the file Alloy tails. Run as a script (`python pane_filter.py`): it
+reads the pane on stdin and writes each JSON line to stdout as soon as it is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import BinaryIO, Optional
+
+# ECMA-48 control sequences: CSI (`ESC [ … final`), OSC and the other string commands (ended by
+# BEL or `ESC \`), and two-byte escapes (charset selection, keypad modes).
+_CONTROL = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[\]PX^_].*?(?:\x07|\x1b\\)|\x1b[ -/]*[0-~]")
+
+
+def app_line(raw: bytes) -> Optional[bytes]:
+    """The JSON object a pane line shows, or None when it shows none. The line is what the
+    terminal displays: control sequences removed, and only what follows the last carriage return
+    (it overwrote the rest). The object runs from the line's first `{` to its end, so a prompt
+    printed before the app's output is left out, and a typed command that merely contains JSON
+    (`echo '{…}'`) is not an object to its end."""
+    shown = _CONTROL.sub(b"", raw.rstrip(b"\r\n")).rsplit(b"\r", 1)[-1]
+    start = shown.find(b"{")
+    if start < 0:
+        return None
+    candidate = shown[start:].rstrip()
+    try:
+        parsed = json.loads(candidate.decode("utf-8", errors="strict"))
+    except ValueError:  # UnicodeDecodeError is one too
+        return None
+    return candidate if isinstance(parsed, dict) else None
+
+
+def copy_app_lines(pane: BinaryIO, out: BinaryIO) -> None:
+    for raw in pane:
+        line = app_line(raw)
+        if line is not None:
+            out.write(line + b"\n")
+            out.flush()  # Alloy reads the file as it grows: never hold a line back
+
+
+if __name__ == "__main__":
+    copy_app_lines(sys.stdin.buffer, sys.stdout.buffer)
