@@ -25,12 +25,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import re
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -94,7 +92,8 @@ class Signal:
 class App:
     """Traces and log records at `rate` a second each, from two threads, until stopped."""
 
-    def __init__(self, endpoint: str, rate: int):
+    def __init__(self, endpoint: str, rate: int, run: str = ""):
+        """`run` tells this run's log records from another's in a store that keeps both."""
         self.traces, self.logs = Signal("traces"), Signal("logs")
         # Queues that hold the whole run: whatever the SDK drops, it drops for being refused.
         batching = {"max_queue_size": 1_000_000, "schedule_delay_millis": 200, "max_export_batch_size": 512}
@@ -111,7 +110,7 @@ class App:
                 self.traces.sent.add(format(made.get_span_context().trace_id, "032x"))
 
         def record(number: int) -> None:
-            body = f"faults record {number:08d}"
+            body = f"faults record {run}{number:08d}"
             self.logs.sent.add(body)
             logger.emit(severity_number=SeverityNumber.INFO, severity_text="INFO", body=body)
 
@@ -149,17 +148,6 @@ def arrived_traces(tempo: TempoGrpcStandIn) -> list[str]:
 def arrived_records(loki: LokiPushStandIn) -> list[str]:
     # The loki exporter writes each record as JSON with its body under "body".
     return [json.loads(entry.line)["body"] for entry in list(loki.entries)]
-
-
-def queue_sizes(telemetry_url: str) -> dict[str, float]:
-    """The exporters' sending queue sizes, as the collector counts them; empty if it does not answer."""
-    try:
-        with urllib.request.urlopen(telemetry_url, timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return {}
-    return {exporter: float(value) for exporter, value in
-            re.findall(r'^otelcol_exporter_queue_size\{exporter="([^"]+)"[^}]*\} (\S+)$', text, re.MULTILINE)}
 
 
 @dataclass
@@ -201,13 +189,12 @@ class Collector:
 
 def run(fault: str, rate: int, outage: float, file_storage: bool, drain_seconds: float,
         margin: float = MARGIN_SECONDS) -> list[Row]:
-    """One fault: send for `margin` seconds, break, mend, send as long again, then wait until the
-    collector's queues are empty."""
+    """One fault: send for `margin` seconds, break, mend, send as long again, then wait for what
+    was acknowledged to arrive."""
     tempo, loki = TempoGrpcStandIn(keep_spans=True), LokiPushStandIn()
     values = loopback_values({"tempo_otlp_grpc": tempo.port, "loki_http": loki.port})
     if not file_storage:
         values["exporter_queue"] = {key: value for key, value in EXPORTER_QUEUE.items() if key != "storage"}
-    telemetry = f"http://127.0.0.1:{values['port']['collector_telemetry']}/metrics"
     with tempfile.TemporaryDirectory() as directory:
         running = Collector(Path(directory), values)
         try:
@@ -225,12 +212,12 @@ def run(fault: str, rate: int, outage: float, file_storage: bool, drain_seconds:
                 outage /= 2
             time.sleep(outage + margin)
             app.stop()
-            # Drained: both exporters' queues empty, twice in a row, a second apart.
-            deadline, empty = time.monotonic() + drain_seconds, 0
-            while time.monotonic() < deadline and empty < 2:
-                sizes = queue_sizes(telemetry)
-                empty = empty + 1 if sizes and not any(sizes.values()) else 0
-                time.sleep(1)
+            # Until everything acknowledged has arrived, or for drain_seconds: a request the
+            # exporter is retrying is no longer in its queue's size, and comes after its backoff.
+            deadline = time.monotonic() + drain_seconds
+            while time.monotonic() < deadline and not (app.traces.acknowledged <= set(arrived_traces(tempo))
+                                                       and app.logs.acknowledged <= set(arrived_records(loki))):
+                time.sleep(0.5)
         finally:
             running.close()
             tempo.close()
@@ -250,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=1000, help="items a second, per signal (default 1000)")
     parser.add_argument("--outage", type=float, default=30.0, help="seconds Tempo or Loki are away (default 30)")
     parser.add_argument("--no-file-storage", action="store_true", help="the exporters' queues in memory, as before")
-    parser.add_argument("--drain", type=float, default=120.0, help="seconds to wait for the queues to empty")
+    parser.add_argument("--drain", type=float, default=90.0,
+                        help="seconds to wait, at most, for what was acknowledged to arrive (default 90)")
     args = parser.parse_args(argv)
     print(HEADER)
     rows = []

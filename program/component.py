@@ -126,6 +126,7 @@ class TraceStack(pulumi.ComponentResource):
             volumes=volumes,
             uploads=uploads,
             labels=self._labels(docker.ContainerLabelArgs, service.name),
+            hostname=_hostname_replaced_with(service, self.containers),
             restart="unless-stopped",
             stop_timeout=service.stop_seconds,
             # Replace and destroy stop the container this long before removing it; unset, the
@@ -140,6 +141,15 @@ class TraceStack(pulumi.ComponentResource):
             memory_swap=config.memory_mib[service.name],
             healthcheck=_healthcheck_args(service),
         )
+
+
+def _hostname_replaced_with(service: Service, containers: dict[str, docker.Container]) -> Optional[pulumi.Output[str]]:
+    """The service's own name as its hostname, taken from the ids of the containers it is replaced
+    with: when one of those is replaced, delete first, Pulumi sees this container's hostname
+    depend on it (a change of hostname replaces a container) and deletes this container before it."""
+    if not service.replaced_with:
+        return None
+    return pulumi.Output.all(*(containers[name].id for name in service.replaced_with)).apply(lambda _: service.name)
 
 
 def go_duration(seconds: int) -> str:

@@ -123,6 +123,10 @@ class Service:
     # container path -> content.
     generated_files: Callable[[Mapping], Mapping[str, str]] = lambda values: {}
     depends_on: tuple[str, ...] = ()
+    # Services whose replacement replaces this container too, stopping it first: its hostname
+    # derives from their containers' ids, and Pulumi deletes what depends on a container it
+    # replaces delete-first before that container (program/component.py).
+    replaced_with: tuple[str, ...] = ()
 
     @property
     def setting_prefix(self) -> str:
@@ -185,6 +189,7 @@ SERVICES = (
         runs_as="nobody (image's)",
         healthcheck_tool="wget",  # the image is busybox
         data_dir="/prometheus",
+        stop_measured="0.1 s, exit 0",
         config_files=(ConfigFile("prometheus.yaml", "/etc/prometheus/prometheus.yml", flag="--config.file"),),
         # The image's CMD, restated because a command replaces it, plus ours.
         arguments=lambda service, config: (
@@ -212,6 +217,7 @@ SERVICES = (
         # a hard-coded 30 s before closing the receivers (modules/distributor/receiver/shim.go;
         # gone in 2.5): a clean exit takes about 31 s.
         stop_seconds=45,
+        stop_measured="30–31 s, exit 0",
         config_files=(ConfigFile("tempo.yaml", "/etc/tempo/tempo.yaml", flag="-config.file"),),
         # The metrics-generator remote-writes to Prometheus from its first span.
         depends_on=("prometheus",),
@@ -225,6 +231,7 @@ SERVICES = (
         runs_as="10001 (image's), which owns `/loki`",
         healthcheck_tool="wget",  # alpine
         data_dir="/loki",
+        stop_measured="0.1–2.1 s, exit 0",
         config_files=(ConfigFile("loki.yaml", "/etc/loki/loki.yaml", flag="-config.file"),),
     ),
     Service(
@@ -254,8 +261,15 @@ SERVICES = (
         data_dir="/var/lib/otelcol/file_storage",
         user="0",
         dropped_capabilities=("ALL",),
+        stop_measured="0.1 s, exit 0",
         config_files=(ConfigFile("otel-collector.yaml", "/etc/otelcol-contrib/config.yaml", flag="--config"),),
         depends_on=("tempo",),
+        # From SIGTERM until it exits (31 s), Tempo 2.3 takes spans it can no longer store and
+        # answers "DoBatch: InstancesCount <= 0" (gRPC Unknown), which the collector drops as
+        # permanent: measured, 6,000 of 10,220 spans lost over a restart at 200 spans/s. Stopped
+        # before Tempo, the collector holds them in its queue on disk and sends them when Tempo is
+        # back.
+        replaced_with=("tempo",),
     ),
     Service(
         name="alloy",
@@ -266,6 +280,7 @@ SERVICES = (
         runs_as="root, as its image: it reads the app's log files whatever their owner",
         healthcheck_tool="bash",  # Ubuntu with bash but no curl or wget
         data_dir="/var/lib/alloy/data",
+        stop_measured="0.1 s, exit 0",
         config_files=(ConfigFile("alloy.alloy", "/etc/alloy/config.alloy", flag=""),),
         command_prefix=("run",),
         arguments=lambda service, config: (

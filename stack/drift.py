@@ -52,9 +52,14 @@ class ResourceDrift:
     def name(self) -> str:
         return self.urn.rsplit("::", 1)[-1]
 
+    @property
+    def short_name(self) -> str:
+        """The name without the component's: a container's is its service (`tempo`)."""
+        return self.name.removeprefix(PROJECT + "-")
+
     def line(self) -> str:
         if self.down:
-            return f"{'down':<8} {self.type} {self.name}: {self.name.removeprefix(PROJECT + '-')} is down ({self.down})"
+            return f"{'down':<8} {self.type} {self.name}: {self.short_name} is down ({self.down})"
         if self.op == "create":
             why = "missing: it was removed outside Pulumi, or is new in the program"
         elif self.op == "delete":
@@ -98,7 +103,7 @@ def repairs(engine_events: Iterable[events.EngineEvent], down_before: Mapping[st
                 if event.resource_pre_event is not None and event.resource_pre_event.metadata.op.value == "refresh"}
     repaired = []
     for change in drift_from_events(engine_events):
-        name = change.name.removeprefix(PROJECT + "-")
+        name = change.short_name
         if change.op == "create" and change.urn in in_state:
             repaired.append(f"{name} was missing: created")
         elif change.type == CONTAINER_TYPE and name in down_before:

@@ -97,12 +97,16 @@ def deployed(stack: auto.Stack) -> bool:
     return bool(stack.export_stack().deployment.get("resources"))
 
 
+def _pulumi_home() -> Path:
+    """Where the CLI keeps its plugins."""
+    return Path(os.environ.get("PULUMI_HOME") or Path.home() / ".pulumi")
+
+
 def _install_record() -> Path:
     """Where the last successful `pulumi install` of this project is recorded: beside the plugins
     it installed, so a new Pulumi home starts without one."""
-    home = Path(os.environ.get("PULUMI_HOME") or Path.home() / ".pulumi")
     project = hashlib.sha256(str(PROJECT_DIR).encode()).hexdigest()[:16]
-    return home / "trace-stack" / f"installed-{project}"
+    return _pulumi_home() / "trace-stack" / f"installed-{project}"
 
 
 def _install_inputs(cli_version: str) -> str:
@@ -119,8 +123,7 @@ def _install_inputs(cli_version: str) -> str:
 def _provider_plugin_installed() -> bool:
     """The docker provider plugin the program's pulumi-docker package asks for is on disk."""
     pinned = re.search(r"^pulumi-docker==(\S+)$", (PROJECT_DIR / "requirements.txt").read_text(), re.MULTILINE)
-    home = Path(os.environ.get("PULUMI_HOME") or Path.home() / ".pulumi")
-    return bool(pinned) and (home / "plugins" / f"resource-docker-v{pinned[1]}").is_dir()
+    return bool(pinned) and (_pulumi_home() / "plugins" / f"resource-docker-v{pinned[1]}").is_dir()
 
 
 def _venv_installed() -> bool:
@@ -185,7 +188,7 @@ def drift(stack: auto.Stack, config: StackConfig) -> list[ResourceDrift]:
         down = containers_down(config.stack, trace_stack_containers(config))
         for resource in drifted:
             if resource.type == CONTAINER_TYPE:
-                resource.down = down.get(resource.name.removeprefix(f"{PROJECT}-"))
+                resource.down = down.get(resource.short_name)
     return drifted
 
 

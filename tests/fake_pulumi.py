@@ -3,7 +3,8 @@
 Driven by a JSON file named in FAKE_PULUMI (written by tests/test_commands.py):
 {"log": path, "stacks": [names], "deployed": bool, "config": {...}, "outputs": {...},
  "preview_events"/"up_events": [engine events], "preview_exit": int, "up_exit": int, "destroy_exit": int,
- "install_stderr": text, "up_stderr": text}
+ "install_stderr": text, "up_stderr": text,
+ "seconds": {command: how long it takes}}
 
 What the real CLI (3.274.1) also shows here — a missing stack, the JSON of `config`, `stack
 output` and `stack export`, a failing `install` or `preview` — the fake says as the real one does:
@@ -16,6 +17,7 @@ names for a preview or an up, then the summary and the cancel event that end eve
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -52,6 +54,8 @@ def main(raw_args):
                               "passphrase": os.environ.get("PULUMI_CONFIG_PASSPHRASE")}) + "\n")
 
     stack = args[args.index("--stack") + 1] if "--stack" in args else None
+    # As long as the real command takes (bench/up_overhead.py): "up" -> seconds.
+    time.sleep(spec.get("seconds", {}).get(args[0] if args else "", 0))
     if args[:1] == ["version"]:
         print("v3.274.1")
         return 0

@@ -32,8 +32,11 @@ class Declared:
 @dataclass
 class Program:
     resources: list[Declared] = field(default_factory=list)
-    # The ResourceOptions each resource was declared with, by (type token, name): mocks never see them.
+    # The ResourceOptions each resource was declared with, and the inputs as the program gave them
+    # (Outputs, with the resources they come from), by (type token, name): mocks never see them.
     options: dict[tuple[str, str], pulumi.ResourceOptions] = field(default_factory=dict)
+    arguments: dict[tuple[str, str], Any] = field(default_factory=dict)
+    instances: dict[tuple[str, str], pulumi.CustomResource] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     error: Optional[BaseException] = None
 
@@ -87,6 +90,8 @@ def run_program(config: Optional[dict[str, Any]] = None, stack: str = "dev",
 
     def recording_init(resource, t, name, props=None, opts=None, *args, **kwargs):
         program.options[(t, name)] = opts or pulumi.ResourceOptions()
+        program.arguments[(t, name)] = props
+        program.instances[(t, name)] = resource
         original_init(resource, t, name, props, opts, *args, **kwargs)
 
     pulumi.CustomResource.__init__ = recording_init
@@ -98,6 +103,11 @@ def run_program(config: Optional[dict[str, Any]] = None, stack: str = "dev",
         pulumi.export, pulumi.CustomResource.__init__ = original_export, original_init
     program.outputs = {name: _resolve(value) for name, value in program.outputs.items()}
     return program
+
+
+def sources(value: pulumi.Output) -> set:
+    """The resources an Output comes from."""
+    return _sync_await(value.resources())
 
 
 def _resolve(value: Any) -> Any:

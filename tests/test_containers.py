@@ -10,7 +10,7 @@ from program.component import go_duration
 from program.services import SERVICES
 from program.settings import DEFAULTS
 from program.tables import containers_table, services_table
-from tests.program import COMPONENT, ROOT, run_program
+from tests.program import COMPONENT, ROOT, run_program, sources
 from tests.standins import StandIn, text
 from tests.tools import require
 
@@ -114,6 +114,17 @@ def test_only_the_collector_overrides_its_images_user_and_it_as_root_without_cap
     assert overriding["otel-collector"]["capabilities"] == {"drops": ["ALL"]}
     assert all("capabilities" not in container for name, container in default_stack.containers.items()
                if name != "otel-collector")
+
+
+def test_a_replaced_tempo_replaces_the_collector_and_stops_it_first(default_stack):
+    """The collector's hostname comes from Tempo's container id: when Tempo is replaced (delete
+    first), Pulumi deletes the collector before it, which keeps what it holds on disk instead of
+    sending it to a Tempo that takes spans while it stops and drops them."""
+    container = "docker:index/container:Container"
+    hostname = default_stack.arguments[(container, "trace-stack-otel-collector")].__dict__["hostname"]
+    assert default_stack.containers["otel-collector"]["hostname"] == "otel-collector"
+    assert sources(hostname) == {default_stack.instances[(container, "trace-stack-tempo")]}
+    assert all("hostname" not in inputs for name, inputs in default_stack.containers.items() if name != "otel-collector")
 
 
 def test_every_container_is_stopped_with_grace_on_replace_and_destroy(default_stack):

@@ -179,8 +179,9 @@ def test_tempo_takes_a_developers_load_test_without_discarding(tempo, collector)
     limits = tempo["overrides"]["defaults"]
     # Measured on Tempo 2.3.0 through this collector: 1,500 spans/s for 10s, one span per trace,
     # lost 2,753 of 15,000 (LIVE_TRACES_EXCEEDED) at the default 10,000 live traces, and none
-    # with no limit. A trace is live up to trace_idle_period (10s) plus a flush check (10s): at
-    # 5,000 traces/s with a margin, 150,000. The collector drops what this refuses.
+    # with no limit. A trace is live up to trace_idle_period plus a flush check (20s with the
+    # defaults, 3s here): at 5,000 traces/s, 150,000 holds either. The collector drops what this
+    # refuses.
     assert limits["ingestion"]["max_traces_per_user"] == 150_000
     # Tempo's defaults, stated: 15 MB/s is 5,000 spans/s of 3 KB; the burst must hold the largest
     # message the receiver takes, or such a batch could never pass.
@@ -209,6 +210,12 @@ def test_tempo_writes_span_metrics_and_service_graph_to_prometheus_with_exemplar
 
 def test_tempo_is_ready_without_the_default_wait(tempo):
     assert tempo["ingester"]["lifecycler"]["min_ready_duration"] == "1s"
+
+
+def test_a_killed_tempo_loses_only_the_last_seconds_of_traces(tempo):
+    # Live traces are in memory until idle and checked; killed at 200 spans/s, Tempo 2.3.0 lost
+    # 860 of 4,090 acknowledged traces with the defaults (10s, 10s), 40 with these.
+    assert tempo["ingester"]["trace_idle_period"] == "2s" and tempo["ingester"]["flush_check_period"] == "1s"
 
 
 # --- Loki ---------------------------------------------------------------------------------------
@@ -250,6 +257,14 @@ def test_loki_takes_a_developers_load_test_without_refusing(loki, collector):
     assert largest_push <= limits["ingestion_burst_size_mb"] * 2**20
     assert largest_push <= loki["server"]["grpc_server_max_recv_msg_size"] == 16 * 2**20
     assert loki["server"]["grpc_server_max_send_msg_size"] == 16 * 2**20
+
+
+def test_a_restart_of_loki_loses_nothing_it_took_in(loki):
+    # Measured on Loki 2.9.0 (through the collector, 200 lines/s): a restart after a restart lost
+    # every line taken in between, dropped as duplicates by the WAL replay; flushed on shutdown,
+    # none; killed, what is younger than a chunk's age and the flush check (1m + 30s).
+    assert loki["ingester"]["wal"]["flush_on_shutdown"] is True
+    assert loki["ingester"]["max_chunk_age"] == "1m"
 
 
 def test_loki_queries_skip_the_scheduler_so_ready_means_queries_work(loki):
