@@ -37,6 +37,10 @@ PROPERTY_MEANING = {
     "networksAdvanced": "its network changed",
     "labels": "its labels changed",
     "restart": "its restart policy changed",
+    "hostname": "its hostname changed (the collector's follows Tempo's container, to be replaced with it)",
+    "stopTimeout": "its stop timeout changed",
+    "user": "the user it runs as changed",
+    "capabilities": "its capabilities changed",
 }
 
 
