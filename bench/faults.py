@@ -210,13 +210,21 @@ def run(fault: str, rate: int, outage: float, file_storage: bool, drain_seconds:
                 time.sleep(outage / 2)
                 running.restart("SIGKILL" if fault == "collector-killed" else "SIGTERM")
                 outage /= 2
+            # What the collector acknowledged before it restarted: in memory, it died with it.
+            before_restart = {signal.name: set(signal.acknowledged) for signal in (app.traces, app.logs)}
             time.sleep(outage + margin)
             app.stop()
-            # Until everything acknowledged has arrived, or for drain_seconds: a request the
-            # exporter is retrying is no longer in its queue's size, and comes after its backoff.
+            # Until everything acknowledged has arrived (a request the exporter is retrying comes
+            # after its backoff), or, with the queues in memory, everything the collector running
+            # now acknowledged; or for drain_seconds.
             deadline = time.monotonic() + drain_seconds
-            while time.monotonic() < deadline and not (app.traces.acknowledged <= set(arrived_traces(tempo))
-                                                       and app.logs.acknowledged <= set(arrived_records(loki))):
+            while time.monotonic() < deadline:
+                waiting = [signal.acknowledged - set(arrived) for signal, arrived in
+                           ((app.traces, arrived_traces(tempo)), (app.logs, arrived_records(loki)))]
+                if not file_storage and fault.startswith("collector-"):
+                    waiting = [left - before_restart[name] for left, name in zip(waiting, ("traces", "logs"))]
+                if not any(waiting):
+                    break
                 time.sleep(0.5)
         finally:
             running.close()

@@ -235,7 +235,7 @@ def test_alloy_labels_a_pino_line_as_the_collector_labels_the_same_record(runnin
 def test_a_loki_that_fails_for_a_while_gets_every_record_once_it_recovers(running):
     run = f"run-{time.monotonic_ns()}"
     refused_before = running.loki.refused
-    running.loki.fail(500, seconds=3)
+    running.loki.fail(500, seconds=1.5)
     sent = send_log_records(running.values, run)
     # The exporter retries after retry_on_failure.initial_interval (with jitter) and backs off.
     found = wait_for_records(running.loki, run, len(sent), running.log_path, timeout=60)

@@ -6,6 +6,6 @@ from bench.load import HEADER, run
 
 
 def test_a_modest_load_through_the_real_collector_loses_nothing():
-    signals, _ = run(rate=500, seconds=5)
+    signals, _ = run(rate=500, seconds=3)
     report = "\n".join([HEADER, *(signal.row() for signal in signals)])
     assert all(signal.sent and not signal.lost for signal in signals), report
