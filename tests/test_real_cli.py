@@ -42,7 +42,7 @@ class RealCli:
     def __init__(self, tmp_path, binary):
         self.project = tmp_path / "project"
         shutil.copytree(ROOT, self.project, ignore=shutil.ignore_patterns(
-            "venv", ".git", "__pycache__", "tests", "bench", "tools", "Pulumi.*.yaml"))
+            "venv", "venv.old", ".git", "__pycache__", "tests", "bench", "tools", "Pulumi.*.yaml"))
         bin_dir = tmp_path / "bin"
         bin_dir.mkdir()
         # The Docker engine's answer to preflight: it holds no container.

@@ -120,8 +120,8 @@ def run_go_template(text: str, values: list[str]) -> list[str]:
 # A portOffset for the stacks whose commands probe their host ports (preflight): every host port
 # (12345..39090 plus it) below Linux's ephemeral range (32768 and up), where no test's server or
 # connection lands, above 1023, away from the ports unused_port gives, and apart for each of up to
-# four pytest workers.
-PORT_OFFSET = -7000 - 1000 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+# eight pytest workers (500 apart: no two of the stack's host ports differ by a multiple of 500).
+PORT_OFFSET = -6500 - 500 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
 
 # Ports for the real servers the tests start that cannot bind port 0 and say which they got
 # (Prometheus, the collector): below Linux's ephemeral range (32768 and up), where no port-0 bind
