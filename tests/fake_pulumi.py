@@ -35,14 +35,29 @@ def send_events(destination, events):
     events = [{"sequence": number, "timestamp": number, **event} for number, event in enumerate(events, start=1)]
     if destination.startswith("tcp://"):
         import grpc
-        from pulumi.runtime.proto import events_pb2, events_pb2_grpc
+
+        # pulumirpc.Events/StreamEvents takes a stream of EventRequest {string event = 1;}: each
+        # encoded here (field 1, length-delimited), without loading Pulumi's generated modules.
+        def event_request(event: dict) -> bytes:
+            payload = json.dumps(event).encode()
+            return b"\x0a" + _varint(len(payload)) + payload
 
         with grpc.insecure_channel(destination[len("tcp://"):]) as channel:
-            events_pb2_grpc.EventsStub(channel).StreamEvents(
-                iter([events_pb2.EventRequest(event=json.dumps(event)) for event in events]))
+            stream = channel.stream_unary("/pulumirpc.Events/StreamEvents", request_serializer=lambda b: b,
+                                          response_deserializer=lambda b: b)
+            stream(iter([event_request(event) for event in events]))
     else:
         with open(destination, "a") as log:
             log.writelines(json.dumps(event) + "\n" for event in events)
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, number = number & 0x7F, number >> 7
+        out.append(byte | (0x80 if number else 0))
+        if not number:
+            return bytes(out)
 
 
 def main(raw_args):

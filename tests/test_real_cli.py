@@ -74,9 +74,9 @@ class RealCli:
 
     def new_stack(self, stack="dev", passphrase="", **settings):
         self.pulumi("stack", "init", stack, "--non-interactive", passphrase=passphrase)
-        for key, value in {**self.own_ports_and_logs(), **settings}.items():
-            # `--`, or a negative offset reads as a flag.
-            self.pulumi("config", "set", "--stack", stack, "--", key, str(value), passphrase=passphrase)
+        pairs = [argument for key, value in {**self.own_ports_and_logs(), **settings}.items()
+                 for argument in ("--plaintext", f"{key}={value}")]
+        self.pulumi("config", "set-all", "--stack", stack, *pairs, passphrase=passphrase)
 
     def own_ports_and_logs(self) -> dict:
         """Settings that keep a test's stack off every other test's host ports and log files."""
