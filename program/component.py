@@ -1,25 +1,23 @@
-"""The whole stack as one Pulumi component; every Docker object is its child, named after it."""
+"""The whole stack as one Pulumi component: its platform's objects are its children, named after it."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Optional
 
 import pulumi
-import pulumi_docker as docker
 
-from .ports import endpoint_urls, port_address
-from .render import render_service_files, template_values
-from .services import PASSWORD_KEY, SERVICES, Service, docker_name
+from .ports import endpoint_urls
+from .render import template_values
+from .services import PASSWORD_KEY, SERVICES
 from .settings import StackConfig
 
 COMPONENT_TYPE = "trace-stack:index:TraceStack"
 
-# Health checks of the containers: how often, how long each may take, how long a start may take.
-HEALTHCHECK_INTERVAL_SECONDS, HEALTHCHECK_TIMEOUT_SECONDS, HEALTHCHECK_START_SECONDS, HEALTHCHECK_RETRIES = 10, 5, 30, 3
-
 
 class TraceStack(pulumi.ComponentResource):
-    """Network, volumes, images and the six containers of one developer's stack."""
+    """One developer's stack: the six services on the stack's platform (program/platforms/<platform>.py),
+    and the URLs they are reached at."""
 
     urls: dict[str, str]
 
@@ -31,147 +29,29 @@ class TraceStack(pulumi.ComponentResource):
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
         super().__init__(COMPONENT_TYPE, name, None, opts)
-        self._name = name
-        self._config = config
-        self._secrets = {PASSWORD_KEY: grafana_admin_password}
-        self._provider = None
-        if config.docker_host:
-            self._provider = docker.Provider(*self._child("docker"), host=config.docker_host)
-
-        # A fixed name collides with itself when replaced create-first.
-        self.network = docker.Network(
-            # A daemon whose default network options enable IPv6 reads `ipv6` back as true, and
-            # every preview would replace the network (terraform-provider-docker v4.5.0 does not
-            # compute it): the stack needs no say in it.
-            *self._child("network", delete_before_replace=True, ignore_changes=["ipv6"]),
-            name=docker_name(config.stack),
-            driver="bridge",
-            labels=self._labels(docker.NetworkLabelArgs),
-        )
-
+        self.name = name
+        self.config = config
+        self.secrets = {PASSWORD_KEY: grafana_admin_password}
+        # Only the stack's own platform module is loaded: a Docker stack never imports pulumi_kubernetes.
+        platform = importlib.import_module(f".platforms.{config.platform}", __package__).Platform(self)
         values = template_values(config)
-        self.containers: dict[str, docker.Container] = {}
         for service in SERVICES:
-            self.containers[service.name] = self._declare(service, values)
+            platform.declare(service, values)
 
         self.urls = endpoint_urls(config)
         self.register_outputs(dict(self.urls))
 
-    def _child(self, suffix: str, **options) -> tuple[str, pulumi.ResourceOptions]:
+    def child(self, suffix: str, provider: Optional[pulumi.ProviderResource] = None,
+              **options) -> tuple[str, pulumi.ResourceOptions]:
         """A child's resource name and options. The name carries the component's, as Pulumi's
         examples name children, so two components never collide; a stack deployed when children
         were named by `suffix` alone keeps its resources through the alias."""
-        return f"{self._name}-{suffix}", pulumi.ResourceOptions(
-            parent=self, provider=self._provider, aliases=[pulumi.Alias(name=suffix)], **options)
+        return f"{self.name}-{suffix}", pulumi.ResourceOptions(
+            parent=self, provider=provider, aliases=[pulumi.Alias(name=suffix)], **options)
 
-    def _labels(self, label_args: type, service: Optional[str] = None) -> list:
-        """Labels that tell which stack (and service) a Docker object belongs to."""
-        labels = {"trace-stack.stack": self._config.stack}
+    def labels(self, service: Optional[str] = None) -> dict[str, str]:
+        """Labels that tell which stack (and service) an object belongs to."""
+        labels = {"trace-stack.stack": self.config.stack}
         if service:
             labels["trace-stack.service"] = service
-        return [label_args(label=key, value=value) for key, value in labels.items()]
-
-    def _declare(self, service: Service, values: dict) -> docker.Container:
-        config = self._config
-        # Shared by every stack on the host: a destroy must not delete it from under the others.
-        image = docker.RemoteImage(*self._child(f"{service.name}-image"), name=config.images[service.name],
-                                   keep_locally=True)
-
-        volumes = [
-            docker.ContainerVolumeArgs(host_path=mount.host_path, container_path=mount.container_path,
-                                       read_only=mount.read_only)
-            for mount in service.host_mounts(config)
-        ]
-        if service.data_dir:
-            # The data outlives the containers, and `pulumi destroy` too unless asked (see README).
-            volume = docker.Volume(
-                *self._child(f"{service.name}-data", retain_on_delete=True),
-                name=docker_name(config.stack, service.name, "data"),
-                labels=self._labels(docker.VolumeLabelArgs, service.name),
-            )
-            volumes.append(docker.ContainerVolumeArgs(volume_name=volume.name, container_path=service.data_dir))
-
-        envs: list = [f"{key}={value}" for key, value in service.env(config).items()]
-        for variable, key in service.secret_env.items():
-            secret = self._secrets.get(key)
-            if secret is not None:
-                envs.append(pulumi.Output.secret(secret).apply(lambda value, variable=variable: f"{variable}={value}"))
-
-        # Uploaded content is part of the container's inputs: an edited template or setting shows in
-        # `pulumi preview` as a replacement of the container that reads it.
-        uploads = [docker.ContainerUploadArgs(file=path, content=content)
-                   for path, content in render_service_files(service, values).items()]
-        command = service.command(config)
-
-        return docker.Container(
-            *self._child(service.name,
-                         depends_on=[self.containers[name] for name in service.depends_on],
-                         # The provider never applies a changed health check in place: replace instead.
-                         # A changed memory limit replaces too, so swap is only ever set at create.
-                         replace_on_changes=["healthcheck", "memory"],
-                         # On a host without swap accounting the engine stores -1 whatever it is given
-                         # (moby verifyPlatformContainerResources), and every preview of a fresh stack
-                         # would plan an update: what it reads back is not the program's to judge.
-                         ignore_changes=["memorySwap"]),
-            name=docker_name(config.stack, service.name),
-            image=image.image_id,
-            command=list(command) if command is not None else None,
-            envs=envs,
-            ports=[
-                docker.ContainerPortArgs(internal=port.internal, external=config.host_port(port.host),
-                                         ip=port_address(config, port), protocol="tcp")
-                for port in service.published_ports
-            ],
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.network.name, aliases=[service.name])],
-            volumes=volumes,
-            uploads=uploads,
-            labels=self._labels(docker.ContainerLabelArgs, service.name),
-            hostname=_hostname_replaced_with(service, self.containers),
-            restart="unless-stopped",
-            stop_timeout=service.stop_seconds,
-            # Replace and destroy stop the container this long before removing it; unset, the
-            # provider stops it with no grace at all, a SIGKILL (terraform-provider-docker v4.5.0,
-            # resourceDockerContainerDelete).
-            destroy_grace_seconds=service.stop_seconds,
-            user=service.user,
-            capabilities=docker.ContainerCapabilitiesArgs(drops=list(service.dropped_capabilities))
-            if service.dropped_capabilities else None,
-            # Swap equal to memory means none beyond the limit (unset, Docker allows as much again).
-            memory=config.memory_mib[service.name],
-            memory_swap=config.memory_mib[service.name],
-            healthcheck=_healthcheck_args(service),
-        )
-
-
-def _hostname_replaced_with(service: Service, containers: dict[str, docker.Container]) -> Optional[pulumi.Output[str]]:
-    """The service's own name as its hostname, taken from the ids of the containers it is replaced
-    with: when one of those is replaced, delete first, Pulumi sees this container's hostname
-    depend on it (a change of hostname replaces a container) and deletes this container before it."""
-    if not service.replaced_with:
-        return None
-    return pulumi.Output.all(*(containers[name].id for name in service.replaced_with)).apply(lambda _: service.name)
-
-
-def go_duration(seconds: int) -> str:
-    """A whole number of seconds as Go prints a time.Duration (`1m30s`, `1m0s`, `10s`), which is how
-    the provider reads health check durations back: any other spelling is a change at every preview."""
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
-
-
-def _healthcheck_args(service: Service) -> Optional[docker.ContainerHealthcheckArgs]:
-    test = service.healthcheck_test()
-    if test is None:
-        return None
-    return docker.ContainerHealthcheckArgs(
-        tests=list(test),
-        interval=go_duration(HEALTHCHECK_INTERVAL_SECONDS),
-        timeout=go_duration(HEALTHCHECK_TIMEOUT_SECONDS),
-        start_period=go_duration(HEALTHCHECK_START_SECONDS),
-        retries=HEALTHCHECK_RETRIES,
-    )
+        return labels

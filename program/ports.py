@@ -15,9 +15,14 @@ if TYPE_CHECKING:
     from .settings import StackConfig
 
 
+def published(config: "StackConfig") -> tuple[Port, ...]:
+    """The ports the stack publishes on the developer's machine (or the Docker host), on its platform."""
+    return tuple(port for port in PORTS if port.host is not None and config.platform in port.platforms)
+
+
 def published_ports(config: "StackConfig") -> dict[str, int]:
     """Host port of every published port, by port name, with the stack's offset applied."""
-    return {port.name: config.host_port(port.host) for port in PORTS if port.host is not None}
+    return {port.name: config.host_port(port.host) for port in published(config)}
 
 
 def port_address(config: "StackConfig", port: Port) -> str:
@@ -29,7 +34,7 @@ def port_address(config: "StackConfig", port: Port) -> str:
 
 def published_addresses(config: "StackConfig") -> dict[str, tuple[str, int]]:
     """Address and host port of every published port, by port name."""
-    return {port.name: (port_address(config, port), config.host_port(port.host)) for port in PORTS if port.host is not None}
+    return {port.name: (port_address(config, port), config.host_port(port.host)) for port in published(config)}
 
 
 def url_host(config: "StackConfig") -> str:

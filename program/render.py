@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import jinja2
 
 from .log_labels import OTEL_SEVERITY_RANGES, PINO_LEVELS, log_labels
-from .services import DATASOURCE_UIDS, GRAFANA_DASHBOARDS_DIR, LOG_MOUNT, PORTS, SERVICES, Service
+from .services import DATASOURCE_UIDS, GRAFANA_DASHBOARDS_DIR, LOG_MOUNT, PORTS, PORTS_BY_NAME, SERVICES, Service
 from .settings import StackConfig
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -90,6 +90,8 @@ def template_values(config: StackConfig) -> dict[str, Any]:
         "tempo_retention": config.tempo_retention,
         "loki_retention": config.loki_retention,
         "log_mount": LOG_MOUNT,
+        # Where Alloy takes the app's lines: files in logDir on Docker, pushed lines on Kubernetes.
+        "log_push_port": PORTS_BY_NAME["alloy_push"].internal if config.platform == "kubernetes" else None,
         "log_labels": log_labels(config.app_name, config.app_env),
         "pino_level_template": pino_level_template(),
         "otel_severity_levels": otel_severity_level_statements(),

@@ -18,11 +18,17 @@ if TYPE_CHECKING:
     from .settings import StackConfig
 
 PROJECT = "trace-stack"
+# Where a stack can run: each is one module of program/platforms (the resources) and one of
+# stack/platforms (what the commands ask of it).
+PLATFORMS = ("docker", "kubernetes")
 
 # Where the app's log directory appears inside the Alloy container.
 LOG_MOUNT = "/var/log/app"
 GRAFANA_DASHBOARDS_DIR = "/etc/grafana/dashboards"
 PASSWORD_KEY = "grafanaAdminPassword"
+# Health checks (Docker's, Kubernetes' liveness probes): how often, how long each may take, how long
+# a start may take, and how many failures in a row mean unhealthy.
+HEALTHCHECK_INTERVAL_SECONDS, HEALTHCHECK_TIMEOUT_SECONDS, HEALTHCHECK_START_SECONDS, HEALTHCHECK_RETRIES = 10, 5, 30, 3
 # Grafana's datasources, by the service each reads: fixed uids, so links between datasources and
 # from dashboards survive re-provisioning.
 DATASOURCE_UIDS = {"prometheus": "prometheus", "tempo": "tempo", "loki": "loki"}
@@ -40,6 +46,7 @@ class Port:
     # receivers the app sends to. The other, unauthenticated backends stay on 127.0.0.1 when
     # bindAddress is not loopback, unless exposeBackends.
     public: bool = False
+    platforms: tuple[str, ...] = PLATFORMS  # where the service listens on it
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,12 @@ class Service:
     # Another user than the image's, and the Linux capabilities it does without.
     user: Optional[str] = None
     dropped_capabilities: tuple[str, ...] = ()
+    # On Kubernetes every service runs as this non-root user and group, which owns its data volume
+    # (fsGroup), with every capability dropped: nothing there needs root (no host files to read,
+    # and the cluster, not the image, decides who owns a volume).
+    uid: int = 10001
+    # The size its data volume (a PersistentVolumeClaim) asks for on Kubernetes.
+    volume_gib: int = 2
     config_files: tuple[ConfigFile, ...] = ()
     # The command is command_prefix, the config files' arguments, then arguments(self, config).
     # When all three are empty the image's own command runs.
@@ -141,9 +154,8 @@ class Service:
     def memory_key(self) -> str:
         return f"{self.setting_prefix}MemoryMiB"
 
-    @property
-    def published_ports(self) -> tuple[Port, ...]:
-        return tuple(port for port in self.ports if port.host is not None)
+    def published_on(self, platform: str) -> tuple[Port, ...]:
+        return tuple(port for port in self.ports if port.host is not None and platform in port.platforms)
 
     def port(self, name: str) -> Port:
         [port] = [port for port in self.ports if port.name == name]
@@ -187,8 +199,10 @@ SERVICES = (
         # web/api/v1/api.go at v2.48.0: {"status": "success", "data": {"version": "2.48.0", ...}}
         build_info=BuildInfo("/api/v1/status/buildinfo", ("data", "version"), identity=("status", "success")),
         runs_as="nobody (image's)",
+        uid=65534,
         healthcheck_tool="wget",  # the image is busybox
         data_dir="/prometheus",
+        volume_gib=10,
         stop_measured="0.1 s, exit 0",
         config_files=(ConfigFile("prometheus.yaml", "/etc/prometheus/prometheus.yml", flag="--config.file"),),
         # The image's CMD, restated because a command replaces it, plus ours.
@@ -213,6 +227,7 @@ SERVICES = (
         runs_as="root: Tempo 2.3's image runs as root and owns `/var/tempo` as root (10001 arrives in 2.5)",
         healthcheck_tool="wget",  # alpine
         data_dir="/var/tempo",
+        volume_gib=10,
         # On SIGTERM Tempo 2.3 flushes its ingester to the WAL at once, then its distributor sleeps
         # a hard-coded 30 s before closing the receivers (modules/distributor/receiver/shim.go;
         # gone in 2.5): a clean exit takes about 31 s.
@@ -231,6 +246,7 @@ SERVICES = (
         runs_as="10001 (image's), which owns `/loki`",
         healthcheck_tool="wget",  # alpine
         data_dir="/loki",
+        volume_gib=10,
         stop_measured="0.1–2.1 s, exit 0",
         config_files=(ConfigFile("loki.yaml", "/etc/loki/loki.yaml", flag="-config.file"),),
     ),
@@ -273,7 +289,10 @@ SERVICES = (
     ),
     Service(
         name="alloy",
-        ports=(Port("alloy_http", 12345, 12345, output="alloy_url"),),
+        ports=(Port("alloy_http", 12345, 12345, output="alloy_url"),
+               # On Kubernetes, Alloy cannot read files on the developer's machine: `logs attach` and
+               # `check --smoke` push the app's lines here (Loki's push API), into the same pipeline.
+               Port("alloy_push", 3500, 33500, label="pushed lines", platforms=("kubernetes",))),
         readiness=Readiness("alloy_http", "/-/ready"),
         # alloy_build_info{version="v1.5.1", ...} on /metrics; its UI answers any other path.
         build_info=BuildInfo("/metrics", metric="alloy_build_info", label="version"),
@@ -298,6 +317,7 @@ SERVICES = (
         # pkg/api/http_server.go: {"database": "ok", "version": "12.3.0", "commit": "..."}
         build_info=BuildInfo("/api/health", ("version",), identity=("database", None)),
         runs_as="472 (image's), which owns `/var/lib/grafana`",
+        uid=472,
         healthcheck_tool="curl",  # alpine with curl
         data_dir="/var/lib/grafana",
         config_files=(

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from .ports import published_ports
-from .services import PASSWORD_KEY, PROJECT, SERVICES
+from .services import PASSWORD_KEY, PLATFORMS, PROJECT, SERVICES
 
 if TYPE_CHECKING:
     import pulumi
@@ -31,6 +31,10 @@ DEFAULTS = {key: entry["default"] for key, entry in SCHEMA.items()}
 
 ANONYMOUS_ROLES = ("Viewer", "Editor", "Admin")
 DOCKER_HOST_SCHEMES = ("unix", "tcp", "ssh", "npipe")
+KUBERNETES_KEYS = ("kubeContext", "namespace", "storageClass")
+# Kubernetes object names: a namespace is a DNS label (RFC 1123), a StorageClass a DNS subdomain.
+DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
 LOKI_MIN_RETENTION_SECONDS = 24 * 3600
 MIN_MEMORY_MIB = 64
 # A Loki label value and a part of the app dashboard's uid (40 characters at most, with the
@@ -68,6 +72,12 @@ class StackConfig:
     grafana_anonymous_enabled: bool
     grafana_anonymous_role: str
     docker_host: Optional[str]
+    platform: str = "docker"
+    # On kubernetes: the kubeconfig context (None: its current one), the namespace the stack owns,
+    # and the data volumes' StorageClass (None: the cluster's default).
+    kube_context: Optional[str] = None
+    namespace: str = ""
+    storage_class: Optional[str] = None
 
     def host_port(self, base_port: int) -> int:
         return base_port + self.port_offset
@@ -214,6 +224,25 @@ def validate(stack: str, values: Mapping[str, Any], problems: Optional[list[str]
     if docker_host is not None:
         check("dockerHost", _is_docker_host(docker_host),
               "a Docker engine URL: unix:///path, tcp://host:port, ssh://user@host or npipe:////./pipe/name")
+    platform = values["platform"]
+    check("platform", platform in PLATFORMS, f"one of {', '.join(PLATFORMS)}")
+    if platform not in PLATFORMS:
+        platform = DEFAULTS["platform"]
+    if platform == "kubernetes" and docker_host is not None:
+        check("dockerHost", False, "empty on platform kubernetes, which deploys to kubeContext instead")
+    namespace = values["namespace"] or default_namespace(stack)
+    if values["namespace"]:
+        check("namespace", bool(DNS_LABEL.fullmatch(namespace)),
+              "a Kubernetes namespace name: lower-case letters, digits and '-', starting and ending with a letter "
+              "or digit, at most 63 characters")
+    elif platform == "kubernetes" and not DNS_LABEL.fullmatch(namespace):
+        problems.append(f"{PROJECT}:namespace is not set and the default, {namespace!r}, is not a Kubernetes "
+                        f"namespace name (lower-case letters, digits and '-', at most 63): set one with "
+                        f"`pulumi config set namespace <name>`")
+    check("storageClass", not values["storageClass"] or bool(DNS_SUBDOMAIN.fullmatch(values["storageClass"])),
+          "a StorageClass name (lower-case letters, digits, '-' and '.'), or empty for the cluster's default")
+    check("kubeContext", values["kubeContext"] == values["kubeContext"].strip(),
+          "a context name of your kubeconfig, without surrounding spaces, or empty for its current context")
 
     config = StackConfig(
         stack=stack,
@@ -233,6 +262,10 @@ def validate(stack: str, values: Mapping[str, Any], problems: Optional[list[str]
         grafana_anonymous_enabled=values["grafanaAnonymousEnabled"],
         grafana_anonymous_role=values["grafanaAnonymousRole"],
         docker_host=docker_host,
+        platform=platform,
+        kube_context=values["kubeContext"] or None,
+        namespace=namespace,
+        storage_class=values["storageClass"] or None,
     )
     problems.extend(_check_combinations(config))
     if problems:
@@ -240,12 +273,25 @@ def validate(stack: str, values: Mapping[str, Any], problems: Optional[list[str]
     return config
 
 
-def settings_notes(config: StackConfig) -> list[str]:
-    """What a user should know about valid settings that may not do what they expect."""
+def default_namespace(stack: str) -> str:
+    return f"{PROJECT}-{stack}"
+
+
+def settings_notes(config: StackConfig, stored: frozenset[str] = frozenset()) -> list[str]:
+    """What a user should know about valid settings that may not do what they expect; `stored`
+    names the keys the stack file sets."""
+    notes = []
+    if config.platform == "docker":
+        notes += [f"{key} is read on platform kubernetes only; this stack runs on docker"
+                  for key in KUBERNETES_KEYS if key in stored]
+    elif "logDir" in stored:
+        notes.append("logDir is read on platform docker only: on kubernetes, `logs attach` and `check --smoke` push "
+                     "the app's lines to Alloy")
     if config.bind_is_loopback or config.expose_backends:
-        return []
-    return [f"bindAddress {config.bind_address}: Grafana and the collector's OTLP receivers are published there; "
-            f"Prometheus, Tempo, Loki, Alloy and the collector's metrics and health have no authentication and stay "
+        return notes
+    return notes + [
+        f"bindAddress {config.bind_address}: Grafana and the collector's OTLP receivers are published there; "
+        f"Prometheus, Tempo, Loki, Alloy and the collector's metrics and health have no authentication and stay "
             f"on 127.0.0.1 (reach them through an SSH tunnel), unless you set exposeBackends to true"]
 
 

@@ -8,7 +8,7 @@ from .settings import DEFAULTS
 
 
 def _host_ports(service: Service) -> str:
-    ports = service.published_ports
+    ports = service.published_on("docker")
     return ", ".join(f"{port.host} ({port.label})" if len(ports) > 1 else str(port.host) for port in ports)
 
 

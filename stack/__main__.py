@@ -21,7 +21,7 @@ from program.settings import DEFAULTS, ConfigError, settings_notes
 from . import logs
 from .check import PROBES, REQUIRED_OUTPUTS, CheckOptions, Result, check, collector_losses, grafana_view
 from .outputs import OutputsError, read_outputs
-from .preflight import PreflightError
+from .platforms import PreflightError, platform_of
 from .pulumi_cli import PulumiMissing, stack_file
 from .validate import StackFileUnreadable, validate_stack_file
 
@@ -100,21 +100,27 @@ def run_check(args: argparse.Namespace) -> int:
         required += SMOKE_OUTPUTS
     try:
         outputs = read_outputs(tuple(dict.fromkeys(required)), outputs_file=args.outputs, stack=args.stack)
-        expected = _pinned_defaults() if args.outputs else _expected_of(args.stack)
-    except (OutputsError, SettingsUnknown) as error:
+        if args.outputs:
+            expected = _pinned_defaults()
+        else:
+            settings, password = stack_settings_of(args.stack, "--outputs FILE")
+            expected = _expected(settings, password)
+            _reach(settings, err)
+    except (OutputsError, SettingsUnknown, PreflightError) as error:
         err.print(f"check: {error}")
         return EXIT_CANNOT_TELL
     return _check_outputs(outputs, args, out, err, expected)
 
 
+def _reach(settings, console: Console) -> None:
+    """The stack's URLs answering on this machine (on Kubernetes, its port-forwards open)."""
+    with console.status(f"opening the stack's ports on this machine ({settings.platform})", spinner="dots"):
+        platform_of(settings).reach(settings)
+
+
 def _pinned_defaults() -> CheckOptions:
     """What a stack with the default settings runs: the pinned images, anonymous Grafana."""
     return CheckOptions(images={probe.image_key: DEFAULTS[probe.image_key] for probe in PROBES})
-
-
-def _expected_of(stack_name: Optional[str]) -> CheckOptions:
-    """What the stack's own settings say it runs, and how to ask its Grafana."""
-    return _expected(*stack_settings_of(stack_name, "--outputs FILE"))
 
 
 def _expected(settings, password: Optional[str]) -> CheckOptions:
@@ -192,7 +198,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def _validate(path: Path, stack: str, out: Console, err: Console) -> int:
     try:
-        settings = validate_stack_file(path, stack)
+        settings, stored = validate_stack_file(path, stack)
     except StackFileUnreadable as error:
         err.print(f"validate: {error}")
         return EXIT_CANNOT_TELL
@@ -202,7 +208,7 @@ def _validate(path: Path, stack: str, out: Console, err: Console) -> int:
             err.print(f"  {problem}")
         return EXIT_FAILED
     out.print(f"{path}: the settings are valid")
-    for note in settings_notes(settings):
+    for note in settings_notes(settings, stored):
         out.print(f"note: {note}")
     return EXIT_OK
 
@@ -248,7 +254,6 @@ def _up(args: argparse.Namespace, phases: Phases, outputs: dict[str, str], out: 
     from pulumi import automation as auto
 
     from . import lifecycle
-    from .preflight import containers_down, preflight
 
     with phases("validate"):
         # The stack file first, before the CLI and Docker are asked anything (a new stack has none).
@@ -264,7 +269,8 @@ def _up(args: argparse.Namespace, phases: Phases, outputs: dict[str, str], out: 
         with phases("preflight"):
             stack = lifecycle.open_stack(args.stack, create=True)
             settings, password = lifecycle.stack_settings(stack)
-            containers = preflight(settings, ask)
+            platform = platform_of(settings)
+            down_before = platform.preflight(settings, ask)
     except (PreflightError, PulumiMissing, ConfigError) as error:
         err.print(f"up: {error}")
         return EXIT_CANNOT_TELL
@@ -276,22 +282,27 @@ def _up(args: argparse.Namespace, phases: Phases, outputs: dict[str, str], out: 
         return EXIT_CANNOT_TELL
     try:
         with phases("install") as notes:
-            if not lifecycle.install(stack, on_output=lambda line: out.print(line)):
+            if not lifecycle.install(stack, settings, on_output=lambda line: out.print(line)):
                 notes.append("skipped: nothing it installs from changed since the last one")
         with phases("refresh/update"):
-            deployed, repaired = lifecycle.up(stack, containers_down(settings.stack, containers),
-                                              on_output=lambda line: out.print(line))
+            deployed, repaired = lifecycle.up(stack, settings, down_before, on_output=lambda line: out.print(line))
             outputs.update(deployed)
     except lifecycle.StepFailed as failed:
         err.print(f"up: `{failed.step}` failed for stack {args.stack}: {failed.cause}")
         if failed.hint:
             err.print(failed.hint)
         return EXIT_FAILED
+
     if repaired:
         out.print(f"\nput back what changed outside Pulumi in stack {args.stack}:")
         for phrase in repaired:
             out.print(f"  {phrase}")
     with phases("check"):
+        try:
+            _reach(settings, err)
+        except PreflightError as error:
+            err.print(f"up: {error}")
+            return EXIT_FAILED
         return _check_outputs(outputs, args, out, err, _expected(settings, password))
 
 
@@ -372,7 +383,8 @@ def run_logs(args: argparse.Namespace) -> int:
         settings, _ = (None, None) if args.log_dir and args.session else \
             stack_settings_of(args.stack, "--log-dir and --session")
         session = args.session or settings.app_name
-        out.print(action(session, args.log_dir or settings.log_dir).line())
+        sink = logs.FileSink(Path(args.log_dir) / logs.LOG_FILE) if args.log_dir else platform_of(settings).log_sink(settings)
+        out.print(action(session, sink).line())
     except (logs.LogsError, SettingsUnknown) as error:
         err.print(f"logs: {error}")
         return EXIT_CANNOT_TELL
@@ -416,7 +428,7 @@ def _probe_with_progress(outputs: dict[str, str], options: CheckOptions, console
 
 
 def _smoke(outputs: dict[str, str], args: argparse.Namespace, console: Console) -> list:
-    from .smoke import Hop, HopFailed, follow, send_telemetry, write_log_line
+    from .smoke import LOG_FILE, Hop, HopFailed, follow, send_telemetry, write_log_line
 
     sent_at = time.monotonic()
     try:
@@ -426,14 +438,17 @@ def _smoke(outputs: dict[str, str], args: argparse.Namespace, console: Console) 
         return [Hop(failed.hop, False, time.monotonic() - sent_at, str(failed))]
     hops = [Hop("collector accepted the telemetry", True, time.monotonic() - sent_at, f"trace id {trace_id}")]
     try:
-        log_dir = args.log_dir or stack_settings_of(args.stack, "--log-dir")[0].log_dir
-        path = write_log_line(log_dir, trace_id)
-        hops.append(Hop("log line written", True, time.monotonic() - sent_at, str(path)))
-    except SettingsUnknown as error:
+        if args.log_dir:
+            sink = logs.FileSink(Path(args.log_dir) / LOG_FILE)
+        else:
+            settings = stack_settings_of(args.stack, "--log-dir")[0]
+            sink = platform_of(settings).log_sink(settings, LOG_FILE)
+        hops.append(Hop("log line written", True, time.monotonic() - sent_at, write_log_line(sink, trace_id)))
+    except (SettingsUnknown, logs.LogsError) as error:
         hops.append(Hop("log line written", False, time.monotonic() - sent_at, str(error)))
     except OSError as error:
         hops.append(Hop("log line written", False, time.monotonic() - sent_at,
-                        f"cannot append to {log_dir}: {error.strerror} (is it the stack's logDir?)"))
+                        f"cannot append to {sink.path}: {error.strerror} (is it the stack's logDir?)"))
     with console.status(f"following trace {trace_id} through Tempo, Prometheus and Loki", spinner="dots"):
         hops += asyncio.run(follow(outputs, trace_id, sent_at, args.timeout))
     return hops

@@ -16,7 +16,6 @@ from pulumi.automation import events
 from program.services import PROJECT
 
 ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
-CONTAINER_TYPE = "docker:index/container:Container"
 # Ops that change nothing.
 UNCHANGED_OPS = {"same", "read", "refresh", "discard", "remove-pending-replace"}
 # A replacement shows as up to three steps on one URN; the strongest names it.
@@ -41,6 +40,12 @@ PROPERTY_MEANING = {
     "stopTimeout": "its stop timeout changed",
     "user": "the user it runs as changed",
     "capabilities": "its capabilities changed",
+    # Kubernetes objects
+    "spec.replicas": "scaled: its replicas differ from the program's",
+    "spec": "its spec differs (edited outside Pulumi)",
+    "data": "its content differs (edited outside Pulumi)",
+    "stringData": "its content differs (edited outside Pulumi)",
+    "metadata": "its labels or annotations differ",
 }
 
 
@@ -69,7 +74,8 @@ class ResourceDrift:
         elif self.op == "delete":
             why = "no longer in the program"
         else:
-            meanings = dict.fromkeys(PROPERTY_MEANING.get(p.split(".")[0].split("[")[0], f"{p} differs")
+            meanings = dict.fromkeys(PROPERTY_MEANING.get(p, PROPERTY_MEANING.get(p.split(".")[0].split("[")[0],
+                                                                                  f"{p} differs"))
                                      for p in self.properties)
             why = "; ".join(meanings) or "differs"
         return f"{self.op:<8} {self.type} {self.name}: {why}"
@@ -96,10 +102,10 @@ def drift_from_events(engine_events: Iterable[events.EngineEvent]) -> list[Resou
     return list(by_urn.values())
 
 
-def repairs(engine_events: Iterable[events.EngineEvent], down_before: Mapping[str, str]) -> list[str]:
+def repairs(engine_events: Iterable[events.EngineEvent], down_before: Mapping[str, str], workload_type: str) -> list[str]:
     """What an `up` that refreshed first put back, one phrase each (`tempo was down (exited, code
-    137): replaced`), from its engine events and which containers were down before it
-    (service -> how). A resource the refresh found (every one in the state gets a `refresh` step)
+    137): replaced`), from its engine events and which workloads (of workload_type) were down
+    before it (service -> how). A resource the refresh found (every one in the state gets a `refresh` step)
     and the update then created had been removed outside Pulumi; a container that was down and
     was replaced or updated is running again. Other changes are the program's, not repairs."""
     engine_events = list(engine_events)
@@ -110,7 +116,7 @@ def repairs(engine_events: Iterable[events.EngineEvent], down_before: Mapping[st
         name = change.short_name
         if change.op == "create" and change.urn in in_state:
             repaired.append(f"{name} was missing: created")
-        elif change.type == CONTAINER_TYPE and name in down_before:
+        elif change.type == workload_type and name in down_before:
             repaired.append(f"{name} was down ({down_before[name]}): {'replaced' if change.op == 'replace' else 'started'}")
     return repaired
 

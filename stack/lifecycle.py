@@ -5,17 +5,18 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
 from pulumi import automation as auto
 
-from program.services import PASSWORD_KEY, PROJECT, data_volume_names
+from program.services import PASSWORD_KEY, PROJECT
 from program.settings import StackConfig, settings_from_stack_config
 
-from .drift import CONTAINER_TYPE, ResourceDrift, drift_from_events, first_error, repairs
-from .preflight import containers_down, docker, trace_stack_containers
-from .pulumi_cli import PROJECT_DIR, pulumi_env, require_pulumi
+from .drift import ResourceDrift, drift_from_events, first_error, repairs
+from .platforms import platform_of
+from .pulumi_cli import PROJECT_DIR, local_state, pulumi_env, pulumi_home, require_pulumi
 
 
 class DriftUnknown(Exception):
@@ -97,16 +98,10 @@ def deployed(stack: auto.Stack) -> bool:
     return bool(stack.export_stack().deployment.get("resources"))
 
 
-def _pulumi_home() -> Path:
-    """Where the CLI keeps its plugins."""
-    return Path(os.environ.get("PULUMI_HOME") or Path.home() / ".pulumi")
-
-
 def _install_record() -> Path:
     """Where the last successful `pulumi install` of this project is recorded: beside the plugins
     it installed, so a new Pulumi home starts without one."""
-    project = hashlib.sha256(str(PROJECT_DIR).encode()).hexdigest()[:16]
-    return _pulumi_home() / "trace-stack" / f"installed-{project}"
+    return local_state("installed")
 
 
 def _install_inputs(cli_version: str) -> str:
@@ -120,10 +115,12 @@ def _install_inputs(cli_version: str) -> str:
     return digest.hexdigest()
 
 
-def _provider_plugin_installed() -> bool:
-    """The docker provider plugin the program's pulumi-docker package asks for is on disk."""
-    pinned = re.search(r"^pulumi-docker==(\S+)$", (PROJECT_DIR / "requirements.txt").read_text(), re.MULTILINE)
-    return bool(pinned) and (_pulumi_home() / "plugins" / f"resource-docker-v{pinned[1]}").is_dir()
+def _provider_plugin_installed(platform: str) -> bool:
+    """The provider plugin of the stack's platform, at the version its package in requirements.txt
+    asks for, is installed, or on PATH (where the CLI finds a plugin before its own)."""
+    pinned = re.search(rf"^pulumi-{platform}==(\S+)$", (PROJECT_DIR / "requirements.txt").read_text(), re.MULTILINE)
+    return bool(pinned) and ((pulumi_home() / "plugins" / f"resource-{platform}-v{pinned[1]}").is_dir()
+                             or shutil.which(f"pulumi-resource-{platform}") is not None)
 
 
 def _venv_installed() -> bool:
@@ -132,12 +129,12 @@ def _venv_installed() -> bool:
     return installed.exists() and installed.read_bytes() == (PROJECT_DIR / "requirements.txt").read_bytes()
 
 
-def install(stack: auto.Stack, on_output: Callable[[str], None]) -> bool:
-    """`pulumi install` (the program's packages and the provider plugin), unless nothing it
-    installs from changed since it last succeeded and the plugin is still there. Returns whether
-    it ran. Raises StepFailed."""
+def install(stack: auto.Stack, config: StackConfig, on_output: Callable[[str], None]) -> bool:
+    """`pulumi install` (the program's packages and the provider plugins), unless nothing it
+    installs from changed since it last succeeded and the stack's platform's plugin is still there.
+    Returns whether it ran. Raises StepFailed."""
     inputs, record = _install_inputs(stack.workspace.pulumi_version), _install_record()
-    if record.exists() and record.read_text() == inputs and _provider_plugin_installed():
+    if record.exists() and record.read_text() == inputs and _provider_plugin_installed(config.platform):
         return False
     try:
         # The program runs in venv/, which ./up (scripts/ensure-venv) keeps to requirements.txt:
@@ -150,7 +147,8 @@ def install(stack: auto.Stack, on_output: Callable[[str], None]) -> bool:
     return True
 
 
-def up(stack: auto.Stack, down_before: dict[str, str], on_output: Callable[[str], None]) -> tuple[dict[str, str], list[str]]:
+def up(stack: auto.Stack, config: StackConfig, down_before: dict[str, str],
+       on_output: Callable[[str], None]) -> tuple[dict[str, str], list[str]]:
     """Refresh the state from the engine and deploy: whatever happened outside Pulumi, the stack
     ends as the program declares. Returns the stack's outputs and what was put back, given which
     of its containers were down before (service -> how); what pulumi prints goes to on_output as
@@ -162,7 +160,8 @@ def up(stack: auto.Stack, down_before: dict[str, str], on_output: Callable[[str]
         result = stack.up(refresh=True, on_output=on_output, on_event=seen.append)
     except auto.CommandError as error:
         raise StepFailed("pulumi up", first_error(seen) or failure_cause(error)) from None
-    return {name: str(output.value) for name, output in result.outputs.items()}, repairs(seen, down_before)
+    outputs = {name: str(output.value) for name, output in result.outputs.items()}
+    return outputs, repairs(seen, down_before, platform_of(config).WORKLOAD_TYPE)
 
 
 def drift(stack: auto.Stack, config: StackConfig) -> list[ResourceDrift]:
@@ -180,33 +179,30 @@ def drift(stack: auto.Stack, config: StackConfig) -> list[ResourceDrift]:
         if error_line or not drift_from_events(seen):
             raise DriftUnknown(error_line or failure_cause(error)) from None
     drifted = drift_from_events(seen)
-    if any(resource.type == CONTAINER_TYPE for resource in drifted):
+    platform = platform_of(config)
+    if any(resource.type == platform.WORKLOAD_TYPE for resource in drifted):
         # A refresh of a container that has exited or is restarting reads back no ports (the
         # engine has released its network) and must_run false, so the preview plans a replace
-        # and an update (terraform-provider-docker v4.5.0, resourceDockerContainerRead): the
-        # container is down, the program did not change.
-        down = containers_down(config.stack, trace_stack_containers(config))
+        # and an update (terraform-provider-docker v4.5.0, resourceDockerContainerRead); a
+        # Deployment scaled to 0 differs in its replicas: the workload is down, the program did
+        # not change.
+        down = platform.workloads_down(config)
         for resource in drifted:
-            if resource.type == CONTAINER_TYPE:
+            if resource.type == platform.WORKLOAD_TYPE:
                 resource.down = down.get(resource.short_name)
     return drifted
 
 
 def down(stack: auto.Stack, config: StackConfig, delete_data: bool,
          on_output: Callable[[str], None]) -> tuple[list[str], Optional[str]]:
-    """Destroy containers and network; the volumes stay unless delete_data. Returns the volumes
-    and, if removing them failed, why. Raises NotDeployed when there is nothing to destroy."""
+    """Destroy everything but the data (volumes, claims) unless delete_data. Returns the data
+    volumes and, if removing them failed, why. Raises NotDeployed when there is nothing to destroy."""
+    platform = platform_of(config)
     if not deployed(stack):
+        platform.after_down(config)
         raise NotDeployed(stack.name)
     stack.destroy(on_output=on_output)
-    volumes = data_volume_names(config.stack)
-    if not delete_data:
-        return volumes, None
-    result = docker(config, "volume", "rm", *volumes)
-    errors = result.stderr.strip().splitlines()
-    only_missing = bool(errors) and all("no such volume" in line.lower() for line in errors)
-    if result.returncode == 0 or only_missing:
-        return volumes, None
-    return volumes, result.stderr.strip() or f"`docker volume rm` exited {result.returncode}"
+    platform.after_down(config)
+    return platform.data_volumes(config), platform.delete_data(config) if delete_data else None
 
 

@@ -1,4 +1,5 @@
-"""The seed's tmux pipe-pane recipe as commands: the app's JSON lines appended to a file Alloy tails."""
+"""The seed's tmux pipe-pane recipe as commands: the app's JSON lines appended to a file Alloy tails
+(Docker), or pushed to Alloy (Kubernetes)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 LOG_FILE = "api.log"
 PANE_FILTER = Path(__file__).with_name("pane_filter.py")
@@ -20,23 +22,65 @@ class LogsError(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class FileSink:
+    """A file Alloy tails (Docker: logDir/api.log, mounted into its container)."""
+
+    path: Path
+
+    def write(self, line: str) -> str:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as log:
+            log.write(line + "\n")
+        return str(self.path)
+
+    def pipe_target(self) -> str:
+        """What tmux pipe-pane runs the pane filter into."""
+        return f">> {shlex.quote(str(self.path))}"
+
+    def describe(self) -> str:
+        if not self.path.exists():
+            return f"{self.path} does not exist yet"
+        age = _last_line_age(self.path)
+        return f"{self.path}: {self.path.stat().st_size} bytes, " + \
+            ("no lines yet" if age is None else f"last line {age:.0f}s ago")
+
+
+@dataclass(frozen=True)
+class PushSink:
+    """Alloy's push endpoint, one line per line (Kubernetes: the app's files are not in the cluster)."""
+
+    url: str
+
+    def write(self, line: str) -> str:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(self.url, data=(line + "\n").encode(), method="POST"),
+                                        timeout=PUSH_TIMEOUT_SECONDS):
+                pass
+        except OSError as error:
+            raise LogsError(f"Alloy did not take the line at {self.url}: {error}") from None
+        return self.url
+
+    def pipe_target(self) -> str:
+        return f"--push {shlex.quote(self.url)}"
+
+    def describe(self) -> str:
+        return f"lines pushed to Alloy at {self.url}"
+
+
+Sink = Union[FileSink, PushSink]
+PUSH_TIMEOUT_SECONDS = 5
+
+
 @dataclass
 class LogStatus:
     session: str
     attached: bool
-    path: Path
-    size: Optional[int]
-    last_line_age_seconds: Optional[float]
+    sink: Sink
 
     def line(self) -> str:
         state = "attached" if self.attached else "not attached"
-        if self.size is None:
-            file = f"{self.path} does not exist yet"
-        else:
-            age = ("no lines yet" if self.last_line_age_seconds is None
-                   else f"last line {self.last_line_age_seconds:.0f}s ago")
-            file = f"{self.path}: {self.size} bytes, {age}"
-        return f"tmux session {self.session}: pipe-pane {state}; {file}"
+        return f"tmux session {self.session}: pipe-pane {state}; {self.sink.describe()}"
 
 
 def _tmux(*args: str) -> subprocess.CompletedProcess:
@@ -62,31 +106,29 @@ def _piping(session: str) -> bool:
     return shown.stdout.strip() == "1"
 
 
-def attach(session: str, log_dir: str) -> LogStatus:
+def attach(session: str, sink: Sink) -> LogStatus:
     _require_session(session)
-    path = Path(log_dir) / LOG_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(sink, FileSink):
+        sink.path.parent.mkdir(parents=True, exist_ok=True)
     if not _piping(session):
         # -o opens the pipe only if none is open, so attaching twice never pipes twice. The pane
         # shows prompts, typed commands and escape sequences too: only the app's JSON lines pass.
-        pipe = f"{shlex.quote(sys.executable)} {shlex.quote(str(PANE_FILTER))} >> {shlex.quote(str(path))}"
+        pipe = f"{shlex.quote(sys.executable)} {shlex.quote(str(PANE_FILTER))} {sink.pipe_target()}"
         result = _tmux("pipe-pane", "-o", "-t", _pane(session), pipe)
         if result.returncode != 0:
             raise LogsError(f"tmux pipe-pane failed: {result.stderr.strip()}")
-    return status(session, log_dir)
+    return status(session, sink)
 
 
-def detach(session: str, log_dir: str) -> LogStatus:
+def detach(session: str, sink: Sink) -> LogStatus:
     _require_session(session)
     _tmux("pipe-pane", "-t", _pane(session))  # no command: closes the pane's pipe
-    return status(session, log_dir)
+    return status(session, sink)
 
 
-def status(session: str, log_dir: str) -> LogStatus:
+def status(session: str, sink: Sink) -> LogStatus:
     _require_session(session)
-    path = Path(log_dir) / LOG_FILE
-    size = path.stat().st_size if path.exists() else None
-    return LogStatus(session, _piping(session), path, size, _last_line_age(path) if size else None)
+    return LogStatus(session, _piping(session), sink)
 
 
 def _last_line_age(path: Path) -> Optional[float]:

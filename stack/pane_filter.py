@@ -2,8 +2,9 @@
 
 A pane's output is the terminal's byte stream: the shell's prompt, the commands typed and their
 echo, colours and mode switches (`\\e[?2004l`), carriage returns that redraw a line. Only the
-app's JSON lines may reach the file Alloy tails. Run as a script (`python pane_filter.py`): it
-reads the pane on stdin and writes each JSON line to stdout as soon as it is complete.
+app's JSON lines may reach Alloy. Run as a script: `python pane_filter.py` reads the pane on stdin
+and writes each JSON line to stdout as soon as it is complete; `python pane_filter.py --push URL`
+posts each to Alloy's push endpoint instead (on Kubernetes, where Alloy cannot read a file here).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import json
 import re
 import sys
-from typing import BinaryIO, Optional
+import urllib.request
+from typing import BinaryIO, Callable, Optional
 
 # ECMA-48 control sequences: CSI (`ESC [ … final`), OSC and the other string commands (ended by
 # BEL or `ESC \`), and two-byte escapes (charset selection, keypad modes).
@@ -36,13 +38,29 @@ def app_line(raw: bytes) -> Optional[bytes]:
     return candidate if isinstance(parsed, dict) else None
 
 
-def copy_app_lines(pane: BinaryIO, out: BinaryIO) -> None:
+def copy_app_lines(pane: BinaryIO, send: Callable[[bytes], None]) -> None:
     for raw in pane:
         line = app_line(raw)
         if line is not None:
-            out.write(line + b"\n")
-            out.flush()  # Alloy reads the file as it grows: never hold a line back
+            send(line + b"\n")
+
+
+def to_file(out: BinaryIO) -> Callable[[bytes], None]:
+    def send(line: bytes) -> None:
+        out.write(line)
+        out.flush()  # Alloy reads the file as it grows: never hold a line back
+    return send
+
+
+def to_alloy(url: str) -> Callable[[bytes], None]:
+    def send(line: bytes) -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, data=line, method="POST"), timeout=5).close()
+        except OSError as error:  # a line Alloy did not take is reported, and the next one tried
+            print(f"pane_filter: Alloy did not take a line at {url}: {error}", file=sys.stderr)
+    return send
 
 
 if __name__ == "__main__":
-    copy_app_lines(sys.stdin.buffer, sys.stdout.buffer)
+    push = sys.argv[1:3] if sys.argv[1:2] == ["--push"] else None
+    copy_app_lines(sys.stdin.buffer, to_alloy(push[1]) if push else to_file(sys.stdout.buffer))

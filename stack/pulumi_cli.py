@@ -3,6 +3,7 @@ passphrase."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -21,6 +22,17 @@ def require_pulumi() -> str:
     if path is None:
         raise PulumiMissing(f"the pulumi CLI is not installed: {PULUMI_INSTALL_HINT}")
     return path
+
+
+def pulumi_home() -> Path:
+    """Where the CLI keeps its plugins; the commands keep what they record of this machine beside them."""
+    return Path(os.environ.get("PULUMI_HOME") or Path.home() / ".pulumi")
+
+
+def local_state(name: str) -> Path:
+    """A file the commands keep for this project on this machine (under PULUMI_HOME/trace-stack)."""
+    project = hashlib.sha256(str(PROJECT_DIR).encode()).hexdigest()[:16]
+    return pulumi_home() / "trace-stack" / f"{name}-{project}"
 
 
 def stack_file(stack: str) -> Path:

@@ -14,8 +14,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 import httpx
 from opentelemetry._logs import SeverityNumber
@@ -34,6 +33,9 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from program.metric_names import prometheus_metric_name
 from program.log_labels import PINO_LEVELS
+
+if TYPE_CHECKING:
+    from .logs import Sink
 
 SMOKE_SERVICE = "trace-stack-smoke"
 COUNTER = ("trace_stack.smoke.runs", "")
@@ -101,14 +103,11 @@ def send_telemetry(otlp_http_endpoint: str, timeout: float = 10.0) -> str:
     return trace_id
 
 
-def write_log_line(log_dir: str, trace_id: str) -> Path:
-    """Append a Pino-style line carrying the trace id, as the app's piped stdout would."""
-    path = Path(log_dir) / LOG_FILE
+def write_log_line(sink: "Sink", trace_id: str) -> str:
+    """Send a Pino-style line carrying the trace id where the app's piped stdout goes; says where."""
     line = {"level": 30, "time": int(time.time() * 1000), "pid": os.getpid(), "hostname": socket.gethostname(),
             "traceId": trace_id, "msg": LOG_MESSAGE}
-    with path.open("a") as log:
-        log.write(json.dumps(line, separators=(",", ":")) + "\n")
-    return path
+    return sink.write(json.dumps(line, separators=(",", ":")))
 
 
 class _NotYet(Exception):

@@ -44,8 +44,8 @@ def read_stack_file(path: Path) -> tuple[dict[str, str], set[str]]:
     return values, secret
 
 
-def validate_stack_file(path: Path, stack: str) -> StackConfig:
-    """The stack file's settings as the program would take them; raises ConfigError listing
-    every problem, or StackFileUnreadable."""
+def validate_stack_file(path: Path, stack: str) -> tuple[StackConfig, frozenset[str]]:
+    """The stack file's settings as the program would take them, and the keys it sets; raises
+    ConfigError listing every problem, or StackFileUnreadable."""
     values, secret = read_stack_file(path)
-    return settings_from_stack_config(stack, values, secret)
+    return settings_from_stack_config(stack, values, secret), frozenset(values)

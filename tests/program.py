@@ -43,6 +43,12 @@ class Program:
     def of_type(self, short_type: str) -> list[Declared]:
         return [r for r in self.resources if r.type == f"docker:index/{short_type}"]
 
+    def kubernetes(self, kind: str) -> dict[str, dict]:
+        """Each declared Kubernetes object of `kind` (`apps/v1:Deployment`), by its resource name
+        without the component's."""
+        return {r.name.removeprefix(f"{COMPONENT}-"): r.inputs for r in self.resources
+                if r.type == f"kubernetes:{kind}"}
+
     def one(self, short_type: str, name: str) -> Declared:
         matches = [r for r in self.of_type(short_type) if r.name == name]
         assert len(matches) == 1, f"expected one {short_type} {name}, found {len(matches)}"
@@ -67,6 +73,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         state = dict(args.inputs)
         if args.typ == "docker:index/remoteImage:RemoteImage":
             state["imageId"] = f"sha256:{args.inputs['name']}"
+        if args.typ.startswith("kubernetes:") and "metadata" in state and not state["metadata"].get("name"):
+            # Pulumi names an object the program leaves unnamed: its resource name and a suffix.
+            state["metadata"] = {**state["metadata"], "name": f"{args.name}-0a1b2c3d"}
         return [f"{args.name}-id", state]
 
     def call(self, args: pulumi.runtime.MockCallArgs):

@@ -13,9 +13,9 @@ from tests.program import ROOT
 from tests.tools import stack_config
 
 
-def problems_for(raw, secret_keys=("grafanaAdminPassword",)):
+def problems_for(raw, secret_keys=("grafanaAdminPassword",), stack="dev"):
     with pytest.raises(ConfigError) as caught:
-        stack_config(raw, secret_keys=secret_keys)
+        stack_config(raw, stack=stack, secret_keys=secret_keys)
     return caught.value.problems
 
 
@@ -215,3 +215,53 @@ def test_app_name_and_env_are_label_safe(value):
     for key in ("appName", "appEnv"):
         [problem] = problems_for({key: value})
         assert problem.startswith(f"trace-stack:{key} = {value!r} is not allowed: letters, digits")
+
+
+KUBERNETES_BAD_VALUES = [
+    ("platform", "k8s"),
+    ("platform", "Docker"),
+    ("namespace", "Alice"),
+    ("namespace", "obs_alice"),
+    ("namespace", "-obs"),
+    ("namespace", "a" * 64),
+    ("storageClass", "Fast SSD"),
+    ("storageClass", "fast-"),
+    ("kubeContext", " team"),
+]
+
+
+@pytest.mark.parametrize(("key", "value"), KUBERNETES_BAD_VALUES)
+def test_a_bad_kubernetes_value_is_refused_naming_key_and_value(key, value):
+    [problem] = problems_for({"platform": "kubernetes", key: value})
+    assert f"trace-stack:{key}" in problem and repr(value) in problem and "allowed" in problem
+
+
+def test_kubernetes_settings_are_read_with_their_defaults():
+    config = stack_config({"platform": "kubernetes"}, stack="alice")
+    assert (config.platform, config.namespace, config.kube_context, config.storage_class) == \
+        ("kubernetes", "trace-stack-alice", None, None)
+    config = stack_config({"platform": "kubernetes", "namespace": "obs-alice", "kubeContext": "kind-team",
+                           "storageClass": "local-path"}, stack="alice")
+    assert (config.namespace, config.kube_context, config.storage_class) == ("obs-alice", "kind-team", "local-path")
+    assert stack_config().platform == "docker"
+
+
+def test_a_stack_name_that_makes_no_namespace_asks_for_one():
+    [problem] = problems_for({"platform": "kubernetes"}, stack="Alice_Dev")
+    assert "'trace-stack-Alice_Dev', is not a Kubernetes namespace name" in problem and "pulumi config set namespace" in problem
+    assert stack_config({"platform": "kubernetes", "namespace": "alice-dev"}, stack="Alice_Dev").namespace == "alice-dev"
+    assert stack_config(stack="Alice_Dev").platform == "docker"  # Docker names need no namespace
+
+
+def test_a_docker_host_is_refused_on_kubernetes():
+    [problem] = problems_for({"platform": "kubernetes", "dockerHost": "ssh://dev@team-box"})
+    assert problem.startswith("trace-stack:dockerHost = 'ssh://dev@team-box' is not allowed: empty on platform kubernetes")
+
+
+def test_settings_of_the_other_platform_are_noted():
+    from program.settings import settings_notes
+
+    assert settings_notes(stack_config({"namespace": "obs"}), frozenset({"namespace"})) == [
+        "namespace is read on platform kubernetes only; this stack runs on docker"]
+    notes = settings_notes(stack_config({"platform": "kubernetes"}), frozenset({"platform", "logDir"}))
+    assert notes and notes[0].startswith("logDir is read on platform docker only")

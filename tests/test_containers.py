@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import yaml
 
-from program.component import go_duration
+from program.platforms.docker import go_duration
 from program.services import SERVICES
 from program.settings import DEFAULTS
 from program.tables import containers_table, services_table

@@ -312,6 +312,20 @@ def test_a_pino_line_leaves_alloy_with_the_shared_labels_alone(alloy):
     assert labels == {"job": "refly-api", "env": "local", "level": "warn"}
 
 
+def test_on_kubernetes_alloy_takes_pushed_lines_into_the_same_pipeline(alloy, tmp_path):
+    """Lines posted to loki.source.api's /loki/api/v1/raw carry only its `labels` argument (none:
+    lokipush/push_api_server.go handlePlaintext at Alloy v1.5.1), then pass the Pino pipeline."""
+    pushed = alloy_blocks(rendered_files("alloy", {"platform": "kubernetes"})["/etc/alloy/config.alloy"], tmp_path)
+    source = pushed[("loki.source.api", "app_logs")]
+    assert attributes(source) == {"forward_to": {"expr": "[loki.process.pino.receiver]"}}
+    [http] = [item for item in source if item.get("block") == "http"]
+    assert attributes(http["body"]) == {"listen_address": "0.0.0.0", "listen_port": 3500}
+    assert ("loki.source.file", "app_logs") not in pushed and ("local.file_match", "app_logs") not in pushed
+    assert pushed[("loki.process", "pino")] == alloy[("loki.process", "pino")]
+    labels = alloy_stream_labels(stages(pushed[("loki.process", "pino")]), {}, {"level": "warn"})
+    assert labels == {"job": "refly-api", "env": "local", "level": "warn"}
+
+
 def test_alloy_pushes_to_loki(alloy):
     [endpoint] = [item for item in alloy[("loki.write", "loki")] if item.get("block") == "endpoint"]
     assert attributes(endpoint["body"]) == {"url": "http://loki:3100/loki/api/v1/push"}

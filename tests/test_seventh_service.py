@@ -1,6 +1,6 @@
 """A seventh service is one declaration, its template and its two settings: on a copy of the
-project with a toy service added so, the component, the renderer, `check`, preflight and the
-README's tables all take it up with nothing else changed."""
+project with a toy service added so, the component on both platforms, the renderer, `check`,
+preflight and the README's tables all take it up with nothing else changed."""
 
 import json
 import shutil
@@ -50,7 +50,12 @@ PROBE = textwrap.dedent('''
     assert program.error is None, program.error
     toy = program.containers["toy"]
     [image] = [r.inputs["name"] for r in program.of_type("remoteImage:RemoteImage") if r.name == "trace-stack-toy-image"]
+    on_kubernetes = run_program({"platform": "kubernetes"})
+    assert on_kubernetes.error is None, on_kubernetes.error
     print(json.dumps({
+        "kubernetes": {kind: on_kubernetes.kubernetes(kind).get(name) for kind, name in (
+            ("apps/v1:Deployment", "toy"), ("core/v1:Service", "toy-service"), ("core/v1:ConfigMap", "toy-config"),
+            ("core/v1:PersistentVolumeClaim", "toy-data"))},
         "container": {key: toy.get(key) for key in ("name", "command", "memory", "ports", "healthcheck", "volumes",
                                                     "networksAdvanced")},
         "uploads": {u["file"]: u["content"] for u in toy["uploads"]},
@@ -91,3 +96,13 @@ def test_a_toy_service_is_taken_up_everywhere(tmp_path):
     assert seen["preflight_ports"]["toy_http"] == 38080 and "toy_grpc" not in seen["preflight_ports"]
     assert "| toy | example/toy:1.0 (`toyImage`) | 38080 | `trace-stack-<stack>-toy-data` |" in seen["tables"]
     assert "| toy | 128 (`toyMemoryMiB`) | `wget --spider -q http://127.0.0.1:8080/healthz` |" in seen["tables"]
+    kubernetes = seen["kubernetes"]
+    pod = kubernetes["apps/v1:Deployment"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == "example/toy:1.0" and container["args"] == ["--config=/etc/toy/toy.yaml"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
+    assert container["resources"]["limits"] == {"memory": "128Mi"}
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/etc/toy/toy.yaml", "/var/lib/toy"}
+    assert {p["port"] for p in kubernetes["core/v1:Service"]["spec"]["ports"]} == {8080, 9999}
+    assert list(kubernetes["core/v1:ConfigMap"]["data"].values()) == [seen["uploads"]["/etc/toy/toy.yaml"]]
+    assert kubernetes["core/v1:PersistentVolumeClaim"]["metadata"]["name"] == "toy-data"

@@ -1,4 +1,5 @@
-"""Checks before anything changes: each problem is one line a person can act on."""
+"""The commands on a Docker engine: its containers asked with the docker CLI. Every problem is one
+line a person can act on."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from program.ports import published_addresses
+from program.services import data_volume_names
 from program.settings import StackConfig
 
+from . import PreflightError, taken_ports
+from ..logs import LOG_FILE, FileSink
+
 DOCKER_TIMEOUT_SECONDS = 15
-
-
-class PreflightError(Exception):
-    """Something must be fixed first; the message says what and how."""
+WORKLOAD_TYPE = "docker:index/container:Container"
 
 
 def docker(config: StackConfig, *args: str) -> subprocess.CompletedProcess:
@@ -92,26 +94,6 @@ def containers_down(stack: str, containers: list[Container]) -> dict[str, str]:
             if container.stack == stack and container.down}
 
 
-def taken_ports(config: StackConfig, ours: set[int]) -> list[str]:
-    """Ports this stack wants that something else listens on, as `name port` strings.
-
-    Each is test-bound with SO_REUSEADDR, as Docker's port proxy binds: a port whose last
-    connections linger in TIME-WAIT or FIN-WAIT-2 (a browser tab on a container just removed)
-    is free to it, and only a socket that listens there takes it."""
-    taken = []
-    for name, (address, port) in published_addresses(config).items():
-        if port in ours:
-            continue
-        with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((address, port))
-            except OSError as error:
-                if error.errno == errno.EADDRINUSE:
-                    taken.append(f"{name} {port}")
-    return taken
-
-
 def check_ports(config: StackConfig, containers: list[Container]) -> None:
     if config.docker_host:
         return  # the ports are on the remote host; its engine refuses a taken one at create
@@ -146,11 +128,42 @@ def check_log_dir(config: StackConfig, ask: Optional[Callable[[str], bool]]) -> 
                          f"or run `up --create-log-dir`")
 
 
-def preflight(config: StackConfig, ask: Optional[Callable[[str], bool]]) -> list[Container]:
-    """Everything that would stop `up`, checked before anything changes; returns the engine's
-    trace-stack containers as they were."""
+def preflight(config: StackConfig, ask: Optional[Callable[[str], bool]]) -> dict[str, str]:
+    """Everything that would stop `up`, checked before anything changes; returns the stack's
+    containers that were down, as they were."""
     containers = trace_stack_containers(config)
     check_ports(config, containers)
     check_log_dir_is_its_own(config, containers)
     check_log_dir(config, ask)
-    return containers
+    return containers_down(config.stack, containers)
+
+
+def workloads_down(config: StackConfig) -> dict[str, str]:
+    return containers_down(config.stack, trace_stack_containers(config))
+
+
+def reach(config: StackConfig) -> None:
+    """Docker publishes the ports itself."""
+
+
+def after_down(config: StackConfig) -> None:
+    """Nothing of the stack is left on this machine."""
+
+
+def data_volumes(config: StackConfig) -> list[str]:
+    return data_volume_names(config.stack)
+
+
+def delete_data(config: StackConfig) -> Optional[str]:
+    """Remove the data volumes; why that failed, or None."""
+    result = docker(config, "volume", "rm", *data_volumes(config))
+    errors = result.stderr.strip().splitlines()
+    only_missing = bool(errors) and all("no such volume" in line.lower() for line in errors)
+    if result.returncode == 0 or only_missing:
+        return None
+    return result.stderr.strip() or f"`docker volume rm` exited {result.returncode}"
+
+
+def log_sink(config: StackConfig, file_name: str = LOG_FILE) -> FileSink:
+    """A file in logDir, which Alloy tails."""
+    return FileSink(Path(config.log_dir) / file_name)

@@ -1,0 +1,49 @@
+"""What the commands ask of the platform a stack runs on, one module each with the same functions:
+
+- WORKLOAD_TYPE: the resource type of a service's workload in the stack (drift and repairs name them);
+- preflight(config, ask): everything that would stop `up`, checked before anything changes; returns
+  the services whose workload exists but does not run (service -> how);
+- workloads_down(config): the same, asked again (drift);
+- reach(config): make the stack's URLs answer from this machine (check, after up);
+- after_down(config): what `down` leaves behind on this machine, undone;
+- data_volumes(config), delete_data(config): the stack's data, kept by `down` unless asked;
+- log_sink(config): where the app's Pino lines go for Alloy to read (`logs attach`, `check --smoke`).
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import socket
+from types import ModuleType
+
+from program.ports import published_addresses
+from program.settings import StackConfig
+
+
+class PreflightError(Exception):
+    """Something must be fixed first; the message says what and how."""
+
+
+def platform_of(config: StackConfig) -> ModuleType:
+    return importlib.import_module(f".{config.platform}", __package__)
+
+
+def taken_ports(config: StackConfig, ours: set[int]) -> list[str]:
+    """Ports this stack wants that something else listens on, as `name port` strings.
+
+    Each is test-bound with SO_REUSEADDR, as Docker's port proxy binds: a port whose last
+    connections linger in TIME-WAIT or FIN-WAIT-2 (a browser tab on a container just removed)
+    is free to it, and only a socket that listens there takes it."""
+    taken = []
+    for name, (address, port) in published_addresses(config).items():
+        if port in ours:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((address, port))
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    taken.append(f"{name} {port}")
+    return taken
