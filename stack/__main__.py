@@ -67,17 +67,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     target.add_argument("--file", metavar="PATH", help="a stack file elsewhere")
 
     drift_parser = commands.add_parser(
-        "drift", help="show how the running containers differ from the program",
-        description="Refresh the stack from the Docker engine and preview it against the program "
+        "drift", help="show how what runs (containers, workloads) differs from the program",
+        description="Refresh the stack from the Docker engine or cluster and preview it against the program "
                     "(pulumi preview --refresh --expect-no-changes --json). Exit 0: no drift, 1: drift, 2: could not tell.")
     drift_parser.add_argument("--stack", default=own_stack, help="the stack (default %(default)s)")
     drift_parser.add_argument("--json", action="store_true", help="print the differences as JSON")
 
-    down_parser = commands.add_parser("down", help="remove your stack's containers and network; the data stays",
-                                      description="Destroy the stack's containers and network. Its data volumes "
-                                                  "are kept unless --delete-data is given.")
+    down_parser = commands.add_parser("down", help="remove your stack; its data stays",
+                                      description="Destroy the stack's containers and network (Docker), or its "
+                                                  "workloads, services and configs (Kubernetes). Its data volumes "
+                                                  "(claims) are kept unless --delete-data is given.")
     down_parser.add_argument("--stack", default=own_stack, help="the stack (default %(default)s)")
-    down_parser.add_argument("--delete-data", action="store_true", help="remove the data volumes too")
+    down_parser.add_argument("--delete-data", action="store_true",
+                             help="remove the data volumes too (on Kubernetes, the claims and the namespace)")
 
     logs_parser = commands.add_parser("logs", help="pipe the app's tmux pane into logDir for Alloy (attach, detach, status)",
                                       description="The seed's tmux pipe-pane recipe: the app's output appended to "
@@ -339,7 +341,8 @@ def run_drift(args: argparse.Namespace) -> int:
             out.print(f"  {resource.line()}")
         out.print("`python -m stack up` puts it back.")
     else:
-        out.print(f"stack {args.stack}: no drift; the running containers match the program")
+        running = "containers" if settings.platform == "docker" else "workloads"
+        out.print(f"stack {args.stack}: no drift; the running {running} match the program")
     return EXIT_FAILED if drifted else EXIT_OK
 
 
@@ -450,7 +453,7 @@ def _smoke(outputs: dict[str, str], args: argparse.Namespace, console: Console) 
         hops.append(Hop("log line written", False, time.monotonic() - sent_at,
                         f"cannot append to {sink.path}: {error.strerror} (is it the stack's logDir?)"))
     with console.status(f"following trace {trace_id} through Tempo, Prometheus and Loki", spinner="dots"):
-        hops += asyncio.run(follow(outputs, trace_id, sent_at, args.timeout))
+        hops += asyncio.run(follow(outputs, trace_id, sent_at, args.timeout, log_line_written=hops[-1].arrived))
     return hops
 
 

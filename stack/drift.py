@@ -42,7 +42,7 @@ PROPERTY_MEANING = {
     "capabilities": "its capabilities changed",
     # Kubernetes objects
     "spec.replicas": "scaled: its replicas differ from the program's",
-    "spec": "its spec differs (edited outside Pulumi)",
+    "spec": "its spec differs (edited outside Pulumi, or it follows a ConfigMap or Secret replaced)",
     "data": "its content differs (edited outside Pulumi)",
     "stringData": "its content differs (edited outside Pulumi)",
     "metadata": "its labels or annotations differ",

@@ -10,11 +10,17 @@ from the Go module proxy; the test Node.js app's packages are installed by `npm 
 cached under ~/.cache/trace-stack/services (TRACE_STACK_SERVICE_CACHE), keyed by its inputs (the
 manifest, go.mod and go.sum, or package-lock.json) and the Go (or Node.js) version, so a later run
 takes no time.
+
+For the Kubernetes tests (tests/kube_cluster.py): the Kubernetes programs from the Go module
+tools/kubernetes (k8s.io/kubernetes v1.34.2), etcd v3.6.6, the static pause program of tools/pause
+(the pods' sandbox image) and the Pulumi Kubernetes provider plugin 4.34.2, built from the
+provider's module at that release (the pulumi CLI finds it on PATH instead of downloading it).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -149,11 +155,125 @@ def node_app_modules() -> Path:
     return target / "node_modules"
 
 
+KUBERNETES_VERSION = "v1.34.2"
+KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")
+ETCD = "go.etcd.io/etcd/server/v3@v3.6.6"
+KUBERNETES_PROVIDER = "github.com/pulumi/pulumi-kubernetes/provider/v4"
+# The provider's module as the Go module proxy serves it for the 4.34.2 release: the repository's
+# tags are not versions of this module path, so it is named by its pseudo-version.
+KUBERNETES_PROVIDER_AT = "v4.0.0-20260115033456-f47bc2d6f199"
+KUBERNETES_PROVIDER_VERSION = "4.34.2"
+
+
+def kubernetes() -> Path:
+    """The directory holding the Kubernetes programs the test cluster runs (kube-apiserver,
+    kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl), built from the Go
+    module tools/kubernetes (which pins k8s.io/kubernetes) and reporting v1.34.2."""
+    source = ROOT / "tools" / "kubernetes"
+    target = CACHE / f"kubernetes-{_key((source / 'go.mod').read_bytes(), (source / 'go.sum').read_bytes())}"
+    if all((target / name).exists() for name in KUBERNETES_COMMANDS):
+        return target
+    major, minor = KUBERNETES_VERSION[1:].split(".")[:2]
+    ldflags = (f"-s -w -X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}"
+               f" -X k8s.io/component-base/version.gitMajor={major} -X k8s.io/component-base/version.gitMinor={minor}")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE) as work:
+        _run(["nice", _go(), "build", "-ldflags", ldflags, "-o", f"{work}/",
+              *(f"k8s.io/kubernetes/cmd/{name}" for name in KUBERNETES_COMMANDS)], source, "go build (Kubernetes)")
+        target.mkdir(parents=True, exist_ok=True)
+        for name in KUBERNETES_COMMANDS:
+            shutil.move(Path(work) / name, target / name)
+    return target
+
+
+def etcd() -> Path:
+    """etcd v3.6.6, the test cluster's store, built from the Go module proxy in a throwaway module
+    that requires it (its go.mod has replace directives, so `go install ...@v3.6.6` refuses it)."""
+    target = CACHE / f"etcd-{_key(ETCD.encode())}"
+    binary = target / "etcd"
+    if binary.exists():
+        return binary
+    module, version = ETCD.split("@")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE) as work:
+        (Path(work) / "go.mod").write_text(f"module trace-stack/etcd\n\ngo 1.24\n\nrequire {module} {version}\n")
+        _run([_go(), "mod", "download", module], Path(work), f"go mod download {ETCD}")
+        _run(["nice", _go(), "build", "-ldflags", "-s -w", "-o", f"{work}/etcd", module], Path(work), f"go build {ETCD}")
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.move(Path(work) / "etcd", binary)
+    return binary
+
+
+def _static_program(name: str, files: tuple[str, ...]) -> Path:
+    """The static Go program of tools/<name> (CGO off: it runs in an image with nothing else)."""
+    source = ROOT / "tools" / name
+    target = CACHE / f"{name}-{_key(*((source / file).read_bytes() for file in files))}"
+    binary = target / name
+    if binary.exists():
+        return binary
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE) as work:
+        result = subprocess.run(["nice", _go(), "build", "-trimpath", "-ldflags", "-s -w", "-o", f"{work}/{name}", "."],
+                                cwd=source, env={**_env(), "CGO_ENABLED": "0"}, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BuildError(f"go build (tools/{name}) failed:\n{(result.stdout + result.stderr)[-4000:]}")
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.move(Path(work) / name, binary)
+    return binary
+
+
+def pause() -> Path:
+    """The pause program of tools/pause: the test cluster's pod sandbox image runs it."""
+    return _static_program("pause", ("go.mod", "main.go"))
+
+
+def kubernetes_provider() -> Path:
+    """The directory holding pulumi-resource-kubernetes, the Pulumi Kubernetes provider plugin
+    4.34.2 (on PATH, the pulumi CLI runs it instead of downloading a plugin). Built from the
+    provider module at that release: its go.mod points the SDK at ../sdk (absent from the module
+    download), so that replace is dropped, and the schema and terraform mapping it embeds are
+    written as its `make` would."""
+    target = CACHE / f"pulumi-kubernetes-{_key(f'{KUBERNETES_PROVIDER}@{KUBERNETES_PROVIDER_AT}'.encode(), KUBERNETES_PROVIDER_VERSION.encode())}"
+    binary = target / "pulumi-resource-kubernetes"
+    if binary.exists():
+        return target
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE) as work:
+        downloaded = json.loads(_run([_go(), "mod", "download", "-json", f"{KUBERNETES_PROVIDER}@{KUBERNETES_PROVIDER_AT}"],
+                                     Path(work), "go mod download (pulumi-kubernetes provider)"))
+        source = Path(work) / "provider"
+        shutil.copytree(downloaded["Dir"], source)
+        for path in source.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        go_mod = source / "go.mod"
+        go_mod.write_text("".join(line for line in go_mod.read_text().splitlines(keepends=True)
+                                  if line.strip() != "replace github.com/pulumi/pulumi-kubernetes/sdk/v4 => ../sdk"))
+        command = source / "cmd" / "pulumi-resource-kubernetes"
+        schema = json.loads((command / "schema.json").read_text())
+        schema["version"] = KUBERNETES_PROVIDER_VERSION
+        (command / "schema-embed.json").write_text(json.dumps(schema))
+        shutil.copyfile(command / "terraform-mapping.json", command / "terraform-mapping-embed.json")
+        ldflags = f"-s -w -X {KUBERNETES_PROVIDER}/pkg/version.Version={KUBERNETES_PROVIDER_VERSION}"
+        _run(["nice", _go(), "build", "-ldflags", ldflags, "-o", f"{work}/{binary.name}", "./cmd/pulumi-resource-kubernetes"],
+             source, "go build (pulumi-kubernetes provider)")
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.move(Path(work) / binary.name, binary)
+    return target
+
+
+def standin() -> Path:
+    """The stand-in for Tempo, Loki, Alloy and Grafana, which CI cannot build (licence or size):
+    one program of tools/standin, run as `standin tempo|loki|alloy|grafana ARGS...`."""
+    return _static_program("standin", ("go.mod", "go.sum", "main.go"))
+
+
 SERVICES = {"collector": collector, "pulumi": pulumi_cli, "python-host": python_language_host,
-            "node-app": node_app_modules}
+            "node-app": node_app_modules, "kubernetes": kubernetes, "etcd": etcd, "pause": pause,
+            "kubernetes-provider": kubernetes_provider, "standin": standin}
 # Roughly how long each takes on 2 cores the first time (nothing once cached).
 FIRST_BUILD = {"collector": "about 3 minutes", "pulumi": "about 8 minutes", "python-host": "under a minute",
-               "node-app": "under a minute"}
+               "node-app": "under a minute", "kubernetes": "about 15 minutes", "etcd": "about a minute",
+               "pause": "seconds", "kubernetes-provider": "about 15 minutes", "standin": "under a minute"}
 
 
 def main() -> int:

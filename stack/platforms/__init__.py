@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import errno
 import importlib
+import shutil
 import socket
+import subprocess
 from types import ModuleType
+from typing import Optional
 
 from program.ports import published_addresses
 from program.settings import StackConfig
@@ -27,6 +30,19 @@ class PreflightError(Exception):
 
 def platform_of(config: StackConfig) -> ModuleType:
     return importlib.import_module(f".{config.platform}", __package__)
+
+
+def run_tool(tool: str, install_url: str, args: list[str], timeout: float, asked: str,
+             env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess:
+    """`tool args` (docker, kubectl), its output captured; PreflightError when it is not installed,
+    or when what it asks (`asked`: the Docker engine at …) does not answer within `timeout`."""
+    binary = shutil.which(tool)
+    if binary is None:
+        raise PreflightError(f"{tool} is not installed: see {install_url}")
+    try:
+        return subprocess.run([binary, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise PreflightError(f"{asked} did not answer within {timeout:.0f}s") from None
 
 
 def taken_ports(config: StackConfig, ours: set[int]) -> list[str]:

@@ -3,21 +3,17 @@ line a person can act on."""
 
 from __future__ import annotations
 
-import errno
 import os
 import re
-import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from program.ports import published_addresses
 from program.services import data_volume_names
 from program.settings import StackConfig
 
-from . import PreflightError, taken_ports
+from . import PreflightError, run_tool, taken_ports
 from ..logs import LOG_FILE, FileSink
 
 DOCKER_TIMEOUT_SECONDS = 15
@@ -26,15 +22,9 @@ WORKLOAD_TYPE = "docker:index/container:Container"
 
 def docker(config: StackConfig, *args: str) -> subprocess.CompletedProcess:
     """The docker CLI against the stack's engine (DOCKER_HOST, or dockerHost when set)."""
-    binary = shutil.which("docker")
-    if binary is None:
-        raise PreflightError("the docker CLI is not installed: see https://docs.docker.com/engine/install/")
     env = {**os.environ, **({"DOCKER_HOST": config.docker_host} if config.docker_host else {})}
-    try:
-        return subprocess.run([binary, *args], capture_output=True, text=True, env=env, timeout=DOCKER_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        raise PreflightError(f"the Docker engine at {_engine(config)} did not answer within "
-                             f"{DOCKER_TIMEOUT_SECONDS}s") from None
+    return run_tool("docker", "https://docs.docker.com/engine/install/", list(args), DOCKER_TIMEOUT_SECONDS,
+                    f"the Docker engine at {_engine(config)}", env)
 
 
 def _engine(config: StackConfig) -> str:

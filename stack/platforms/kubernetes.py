@@ -19,7 +19,7 @@ from program.ports import LOOPBACK, published_addresses, url_host
 from program.services import PROJECT, SERVICES
 from program.settings import StackConfig
 
-from . import PreflightError, taken_ports
+from . import PreflightError, run_tool, taken_ports
 from ..logs import PushSink
 from ..pulumi_cli import PROJECT_DIR, local_state
 
@@ -28,18 +28,13 @@ KUBECTL_TIMEOUT_SECONDS = 15
 # How long the port-forwards may take to listen once started.
 FORWARD_START_SECONDS = 30
 PUSH_PATH = "/loki/api/v1/raw"
+KUBECTL_INSTALL = "https://kubernetes.io/docs/tasks/tools/"
 
 
 def _kubectl(config: StackConfig, *args: str) -> subprocess.CompletedProcess:
-    binary = shutil.which("kubectl")
-    if binary is None:
-        raise PreflightError("kubectl is not installed: see https://kubernetes.io/docs/tasks/tools/")
     context = ["--context", config.kube_context] if config.kube_context else []
-    try:
-        return subprocess.run([binary, *context, f"--request-timeout={KUBECTL_TIMEOUT_SECONDS}s", *args],
-                              capture_output=True, text=True, timeout=KUBECTL_TIMEOUT_SECONDS + 5)
-    except subprocess.TimeoutExpired:
-        raise PreflightError(f"the cluster of {_context(config)} did not answer within {KUBECTL_TIMEOUT_SECONDS}s") from None
+    return run_tool("kubectl", KUBECTL_INSTALL, [*context, f"--request-timeout={KUBECTL_TIMEOUT_SECONDS}s", *args],
+                    KUBECTL_TIMEOUT_SECONDS + 5, f"the cluster of {_context(config)}")
 
 
 def _context(config: StackConfig) -> str:
@@ -166,7 +161,7 @@ def reach(config: StackConfig) -> None:
     it runs with this very spec, then wait until every forwarded port listens."""
     spec, pid_file = forward_spec(config), _forwards_pid(config)
     if spec["kubectl"] is None:
-        raise PreflightError("kubectl is not installed: see https://kubernetes.io/docs/tasks/tools/")
+        raise PreflightError(f"kubectl is not installed: see {KUBECTL_INSTALL}")
     running = _running(pid_file)
     if not running or running[1] != spec:
         stop_forwards(config)

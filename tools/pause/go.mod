@@ -1,0 +1,3 @@
+module trace-stack/tools/pause
+
+go 1.24
