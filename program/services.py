@@ -297,6 +297,8 @@ SERVICES = (
         # alloy_build_info{version="v1.5.1", ...} on /metrics; its UI answers any other path.
         build_info=BuildInfo("/metrics", metric="alloy_build_info", label="version"),
         runs_as="root, as its image: it reads the app's log files whatever their owner",
+        # Its image's own user, which owns /var/lib/alloy (mode 0770): any other cannot reach the data.
+        uid=473,
         healthcheck_tool="bash",  # Ubuntu with bash but no curl or wget
         data_dir="/var/lib/alloy/data",
         stop_measured="0.1 s, exit 0",

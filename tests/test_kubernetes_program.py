@@ -59,6 +59,8 @@ def test_one_workload_and_one_service_named_after_each_service(on_kubernetes):
         expected = {port.internal for port in service.ports if "kubernetes" in port.platforms}
         assert {port["port"] for port in spec["ports"]} == expected
         assert all(len(port["name"]) <= 15 and "_" not in port["name"] for port in spec["ports"])
+        # Not awaited: the Deployment's wait for a ready pod says the Service has an endpoint.
+        assert services[f"{service.name}-service"]["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
 
 
 def test_each_pod_runs_what_the_container_runs_on_docker(on_kubernetes, on_docker):

@@ -8,8 +8,8 @@ Grafana cannot be built here, and run as small stand-ins that answer what `check
 real ones do (tools/standin), under image tags that say so, so `check` only notes their versions.
 
 The docker provider plugin cannot be had here: the stacks' `pulumi install` is taken as done (the
-kubernetes plugin installed from its file, the record up keeps of it written), and `up` installs
-nothing.
+kubernetes plugin on PATH, where the CLI finds it first, and the record up keeps of an install
+written), and `up` installs nothing.
 """
 
 from __future__ import annotations
@@ -89,10 +89,7 @@ class Project:
         self._installed()
 
     def _installed(self) -> None:
-        """What a `pulumi install` that succeeded leaves: the plugin, and up's record of it."""
-        provider = built(kubernetes_provider) / "pulumi-resource-kubernetes"
-        version = re.search(r"^pulumi-kubernetes==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)[1]
-        self.run(["pulumi", "plugin", "install", "resource", "kubernetes", f"v{version}", "--file", str(provider)])
+        """What a `pulumi install` that succeeded leaves: up's record of it."""
         code = ("from stack import lifecycle; r = lifecycle._install_record(); r.parent.mkdir(parents=True); "
                 "r.write_text(lifecycle._install_inputs(lifecycle.auto.LocalWorkspace(work_dir='.').pulumi_version))")
         self.run([sys.executable, "-c", code])

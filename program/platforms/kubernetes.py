@@ -34,6 +34,9 @@ PASSWORD_SECRET_KEY = "password"
 # `down` keeps the namespace (deleting it would delete the claims in it) and the claims; the next
 # `up` takes them over, field conflicts with the manager that made them resolved in its favour.
 ADOPT = {"pulumi.com/patchForce": "true"}
+# The provider waits for a new Service's endpoints, then 10 s more for them to settle
+# (await/service.go): the Deployment's own wait for its pod to be ready already says so.
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 READINESS_PERIOD_SECONDS = 2
 
 
@@ -166,7 +169,7 @@ class Platform:
                     ))))
         k8s.core.v1.Service(
             *self._child(f"{service.name}-service"),
-            metadata=self._metadata(service.name, service.name),
+            metadata=self._metadata(service.name, service.name, SKIP_AWAIT),
             spec=ServiceSpecArgs(selector=labels, ports=[
                 ServicePortArgs(name=port_name(port), port=port.internal, target_port=port.internal, protocol="TCP")
                 for port in ports]))
