@@ -133,3 +133,11 @@ def test_pino_lines_are_pushed_to_alloy_through_its_forward(tmp_path):
         alloy.close()
     assert received == [b'{"level":30,"msg":"hello"}\n']
     assert kubernetes.log_sink(settings()).url == f"http://localhost:{33500 + PORT_OFFSET}/loki/api/v1/raw"
+
+
+def test_up_says_how_to_install_a_kubernetes_plugin_it_cannot_download():
+    from stack.lifecycle import hint
+
+    said = hint("installing packages: failed to download plugin: kubernetes-4.34.2: 404 HTTP error fetching plugin")
+    assert "`pulumi plugin install resource kubernetes v4.34.2 --file pulumi-resource-kubernetes-v4.34.2-" \
+           "linux-amd64.tar.gz`" in said and "put `pulumi-resource-kubernetes` on PATH" in said
