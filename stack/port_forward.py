@@ -11,7 +11,9 @@ import subprocess
 import sys
 import time
 
-RESTART_PAUSE_SECONDS = 0.5
+# A kubectl that exits is started again after this pause, doubled each time it exits within
+# STEADY_SECONDS of starting (the cluster is away), up to MAX_PAUSE_SECONDS.
+RESTART_PAUSE_SECONDS, MAX_PAUSE_SECONDS, STEADY_SECONDS = 0.5, 8.0, 10.0
 
 
 def command(spec: dict, forward: dict) -> list[str]:
@@ -23,19 +25,35 @@ def command(spec: dict, forward: dict) -> list[str]:
 
 def supervise(spec: dict) -> None:
     running: dict[int, subprocess.Popen] = {}
+    started: dict[int, float] = {}
+    exited: dict[int, float] = {}
+    pause = {index: RESTART_PAUSE_SECONDS for index in range(len(spec["forwards"]))}
     stopping = False
 
     def stop(*_):
         nonlocal stopping
         stopping = True
 
+    def start(index: int, forward: dict) -> None:
+        running[index], started[index] = subprocess.Popen(command(spec, forward), stdin=subprocess.DEVNULL), now
+        exited.pop(index, None)
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     while not stopping:
+        now = time.monotonic()
         for index, forward in enumerate(spec["forwards"]):
-            if index not in running or running[index].poll() is not None:
-                running[index] = subprocess.Popen(command(spec, forward), stdin=subprocess.DEVNULL)
-        time.sleep(RESTART_PAUSE_SECONDS)
+            process = running.get(index)
+            if process is None:
+                start(index, forward)
+            elif process.poll() is not None:
+                if index not in exited:
+                    exited[index] = now
+                    steady = now - started[index] >= STEADY_SECONDS
+                    pause[index] = RESTART_PAUSE_SECONDS if steady else min(pause[index] * 2, MAX_PAUSE_SECONDS)
+                if now - exited[index] >= pause[index]:
+                    start(index, forward)
+        time.sleep(0.1)
     for process in running.values():
         process.terminate()
     for process in running.values():
