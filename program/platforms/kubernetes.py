@@ -37,6 +37,8 @@ ADOPT = {"pulumi.com/patchForce": "true"}
 # The provider waits for a new Service's endpoints, then 10 s more for them to settle
 # (await/service.go): the Deployment's own wait for its pod to be ready already says so.
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+# How often the kubelet asks a starting pod whether it is ready: `up` waits for that answer (the
+# liveness probe keeps the health check's 10 s).
 READINESS_PERIOD_SECONDS = 2
 
 

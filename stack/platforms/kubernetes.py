@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Callable, Optional
 
 from program.ports import LOOPBACK, published_addresses, url_host
@@ -116,7 +117,7 @@ def log_sink(config: StackConfig, file_name: str = "") -> PushSink:
 # --- the port-forwards ----------------------------------------------------------------------------
 
 
-def _forwards_pid(config: StackConfig):
+def _forwards_pid(config: StackConfig) -> Path:
     return local_state(f"forward-{config.stack}.pid")
 
 
@@ -132,7 +133,7 @@ def forward_spec(config: StackConfig) -> dict:
                          for (service, address), ports in forwards.items()]}
 
 
-def _running(pid_file) -> Optional[tuple[int, dict]]:
+def _running(pid_file: Path) -> Optional[tuple[int, dict]]:
     """The supervisor's pid and spec, when it still runs."""
     try:
         recorded = json.loads(pid_file.read_text())
@@ -166,10 +167,11 @@ def reach(config: StackConfig) -> None:
     if not running or running[1] != spec:
         stop_forwards(config)
         pid_file.parent.mkdir(parents=True, exist_ok=True)
-        log = pid_file.with_suffix(".log").open("ab")
-        # Its own session, so it outlives this command and stops with its port-forwards as one group.
-        process = subprocess.Popen([sys.executable, "-m", "stack.port_forward", json.dumps(spec)], cwd=PROJECT_DIR,
-                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        with pid_file.with_suffix(".log").open("ab") as log:
+            # Its own session, so it outlives this command and stops with its port-forwards as one group.
+            process = subprocess.Popen([sys.executable, "-m", "stack.port_forward", json.dumps(spec)],
+                                       cwd=PROJECT_DIR, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                       start_new_session=True)
         pid_file.write_text(json.dumps({"pid": process.pid, "spec": spec}))
     _wait_listening(config, pid_file)
 
@@ -178,7 +180,7 @@ def after_down(config: StackConfig) -> None:
     stop_forwards(config)
 
 
-def _wait_listening(config: StackConfig, pid_file) -> None:
+def _wait_listening(config: StackConfig, pid_file: Path) -> None:
     deadline = time.monotonic() + FORWARD_START_SECONDS
     waiting = dict(published_addresses(config))
     while waiting and time.monotonic() < deadline:
