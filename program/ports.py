@@ -7,7 +7,7 @@ import ipaddress
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .services import OUTPUT_PORTS, PORTS, Port
+from .services import OUTPUT_PORTS, SERVICES, Port
 
 LOOPBACK = "127.0.0.1"
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def published(config: "StackConfig") -> tuple[Port, ...]:
     """The ports the stack publishes on the developer's machine (or the Docker host), on its platform."""
-    return tuple(port for port in PORTS if port.host is not None and config.platform in port.platforms)
+    return tuple(port for service in SERVICES for port in service.published_on(config.platform))
 
 
 def published_ports(config: "StackConfig") -> dict[str, int]:

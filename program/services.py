@@ -154,8 +154,12 @@ class Service:
     def memory_key(self) -> str:
         return f"{self.setting_prefix}MemoryMiB"
 
+    def ports_on(self, platform: str) -> tuple[Port, ...]:
+        """The ports it listens on, on that platform."""
+        return tuple(port for port in self.ports if platform in port.platforms)
+
     def published_on(self, platform: str) -> tuple[Port, ...]:
-        return tuple(port for port in self.ports if port.host is not None and platform in port.platforms)
+        return tuple(port for port in self.ports_on(platform) if port.host is not None)
 
     def port(self, name: str) -> Port:
         [port] = [port for port in self.ports if port.name == name]
@@ -347,6 +351,15 @@ OUTPUT_PORTS = {port.output: port for port in PORTS if port.output}
 def docker_name(stack: str, *parts: str) -> str:
     """Name of a Docker object: every one carries the stack, so two stacks never collide."""
     return "-".join((PROJECT, stack, *parts))
+
+
+def data_claim_name(service: Service) -> str:
+    """A service's PersistentVolumeClaim on Kubernetes, in its stack's namespace."""
+    return f"{service.name}-data"
+
+
+def data_claim_names() -> list[str]:
+    return [data_claim_name(service) for service in SERVICES if service.data_dir]
 
 
 def data_volume_names(stack: str) -> list[str]:

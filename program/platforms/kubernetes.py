@@ -24,7 +24,7 @@ from pulumi_kubernetes.networking.v1 import (NetworkPolicyIngressRuleArgs, Netwo
 from ..ports import published
 from ..render import render_service_files
 from ..services import (HEALTHCHECK_INTERVAL_SECONDS, HEALTHCHECK_RETRIES, HEALTHCHECK_START_SECONDS,
-                        HEALTHCHECK_TIMEOUT_SECONDS, PASSWORD_KEY, Port, Service)
+                        HEALTHCHECK_TIMEOUT_SECONDS, PASSWORD_KEY, Port, Service, data_claim_name)
 
 if TYPE_CHECKING:
     from ..component import TraceStack
@@ -51,10 +51,6 @@ def port_name(port: Port) -> str:
 def config_key(path: str) -> str:
     """A ConfigMap key for a file the container reads at `path` (keys cannot hold `/`)."""
     return path.strip("/").replace("/", "_")
-
-
-def ports_on_kubernetes(service: Service) -> tuple[Port, ...]:
-    return tuple(port for port in service.ports if PLATFORM in port.platforms)
 
 
 class Platform:
@@ -115,7 +111,7 @@ class Platform:
         if service.data_dir:
             claim = k8s.core.v1.PersistentVolumeClaim(
                 *self._child(f"{service.name}-data", retain_on_delete=True),
-                metadata=self._metadata(f"{service.name}-data", service.name, ADOPT),
+                metadata=self._metadata(data_claim_name(service), service.name, ADOPT),
                 spec=PersistentVolumeClaimSpecArgs(
                     access_modes=["ReadWriteOnce"], storage_class_name=config.storage_class,
                     resources=VolumeResourceRequirementsArgs(requests={"storage": f"{service.volume_gib}Gi"})))
@@ -124,7 +120,7 @@ class Platform:
             mounts.append(VolumeMountArgs(name="data", mount_path=service.data_dir))
 
         labels = self.stack.labels(service.name)
-        ports = ports_on_kubernetes(service)
+        ports = service.ports_on(PLATFORM)
         command = service.command(config)
         memory = f"{config.memory_mib[service.name]}Mi"
         readiness = HTTPGetActionArgs(path=service.readiness.path, port=service.port(service.readiness.port).internal)

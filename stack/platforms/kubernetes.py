@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from program.ports import LOOPBACK, published_addresses, url_host
-from program.services import PROJECT, SERVICES
+from program.ports import LOOPBACK, port_address, published_addresses, url_host
+from program.services import PROJECT, SERVICES, data_claim_names
 from program.settings import StackConfig
 
 from . import PreflightError, run_tool, taken_ports
@@ -94,13 +94,12 @@ def workloads_down(config: StackConfig) -> dict[str, str]:
 
 
 def data_volumes(config: StackConfig) -> list[str]:
-    return [f"{config.namespace}/{service.name}-data" for service in SERVICES if service.data_dir]
+    return [f"{config.namespace}/{claim}" for claim in data_claim_names()]
 
 
 def delete_data(config: StackConfig) -> Optional[str]:
     """Remove the claims, and the namespace `down` kept for them; why that failed, or None."""
-    claims = [f"{service.name}-data" for service in SERVICES if service.data_dir]
-    for command in (("delete", "persistentvolumeclaims", "--namespace", config.namespace, *claims),
+    for command in (("delete", "persistentvolumeclaims", "--namespace", config.namespace, *data_claim_names()),
                     ("delete", "namespace", config.namespace)):
         result = _kubectl(config, *command, "--ignore-not-found", "--wait=false")
         if result.returncode != 0:
@@ -124,10 +123,10 @@ def _forwards_pid(config: StackConfig) -> Path:
 def forward_spec(config: StackConfig) -> dict:
     """What the supervisor keeps open: one `kubectl port-forward` per service and address."""
     forwards: dict[tuple[str, str], list[list[int]]] = {}
-    by_port = {port.name: service.name for service in SERVICES for port in service.ports}
-    internal = {port.name: port.internal for service in SERVICES for port in service.ports}
-    for name, (address, host_port) in published_addresses(config).items():
-        forwards.setdefault((by_port[name], address), []).append([host_port, internal[name]])
+    for service in SERVICES:
+        for port in service.published_on(config.platform):
+            forwards.setdefault((service.name, port_address(config, port)), []).append(
+                [config.host_port(port.host), port.internal])
     return {"kubectl": shutil.which("kubectl"), "context": config.kube_context, "namespace": config.namespace,
             "forwards": [{"service": service, "address": address, "ports": ports}
                          for (service, address), ports in forwards.items()]}
