@@ -36,7 +36,7 @@ class TraceStack(pulumi.ComponentResource):
         platform = importlib.import_module(f".platforms.{config.platform}", __package__).Platform(self)
         values = template_values(config)
         for service in SERVICES:
-            platform.declare(service, values)
+            platform.declare(service.at(config.versions), values)
 
         self.urls = endpoint_urls(config)
         self.register_outputs(dict(self.urls))

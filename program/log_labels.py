@@ -13,6 +13,11 @@ OTEL_SEVERITY_RANGES = tuple(PINO_LEVELS.values())
 
 
 
+# Where Loki 3's own OTLP endpoint keeps a record's trace id: structured metadata of this name,
+# which its query API answers among a stream's labels.
+TRACE_ID_METADATA = "trace_id"
+
+
 def log_labels(app_name: str, app_env: str) -> dict[str, str]:
     """The labels every line of the app gets besides its level."""
     return {"job": app_name, "env": app_env}

@@ -35,6 +35,7 @@ def prometheus_metric_name(name: str, unit: str, monotonic_sum: bool = False) ->
 COLLECTOR_LOSS_COUNTERS = {
     "otelcol_receiver_refused": "refused",  # the memory_limiter refused it: the app was told
     "otelcol_processor_refused": "refused",
+    "otelcol_processor_memory_limiter_refused": "refused",  # its name at 0.161
     "otelcol_processor_dropped": "dropped",
     "otelcol_exporter_send_failed": "failed to send",  # a permanent error, or retries ran out
     "otelcol_exporter_enqueue_failed": "could not queue",  # the sending queue was full

@@ -13,8 +13,9 @@ from typing import Any, Mapping
 
 import jinja2
 
-from .log_labels import OTEL_SEVERITY_RANGES, PINO_LEVELS, log_labels
-from .services import DATASOURCE_UIDS, GRAFANA_DASHBOARDS_DIR, LOG_MOUNT, PORTS, PORTS_BY_NAME, SERVICES, Service
+from .log_labels import OTEL_SEVERITY_RANGES, PINO_LEVELS, TRACE_ID_METADATA, log_labels
+from .services import (DATASOURCE_UIDS, GRAFANA_DASHBOARDS_DIR, LOG_MOUNT, PORTS, PORTS_BY_NAME, SERVICES, Service,
+                       image_version)
 from .settings import StackConfig
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -60,21 +61,25 @@ def pino_level_template() -> str:
     return "{{ if .Value }}{{ if " + branches + " else }}{{ .Value }}{{ end }}{{ end }}"
 
 
-def otel_severity_level_statements() -> list[str]:
+def otel_severity_level_statements(path_context: str = "") -> list[str]:
     """OTTL statements (transform processor, log context) that set attributes["level"] from a
-    record's severity number; a record without one gets no level, as a Pino line without one."""
+    record's severity number; a record without one gets no level, as a Pino line without one.
+    path_context prefixes each path (`log.`) where the collector's OTTL wants it said."""
+    severity = f"{path_context}severity_number"
     statements = []
     for name, next_name in zip(OTEL_SEVERITY_RANGES, (*OTEL_SEVERITY_RANGES[1:], None)):
-        condition = f"severity_number >= SEVERITY_NUMBER_{name.upper()}"
+        condition = f"{severity} >= SEVERITY_NUMBER_{name.upper()}"
         if next_name:
-            condition += f" and severity_number < SEVERITY_NUMBER_{next_name.upper()}"
-        statements.append(f'set(attributes["level"], "{name}") where {condition}')
+            condition += f" and {severity} < SEVERITY_NUMBER_{next_name.upper()}"
+        statements.append(f'set({path_context}attributes["level"], "{name}") where {condition}')
     return statements
 
 
 def template_values(config: StackConfig) -> dict[str, Any]:
     """The values every template is rendered with: one dict, so tests can render with others."""
     collector_limit = int(config.memory_mib["otel-collector"] * COLLECTOR_HEAP_SHARE)
+    release = {_template_key(service): dict(service.releases[config.versions].values)
+               for service in SERVICES if config.versions in service.releases}
     return {
         "port": {port.name: port.internal for port in PORTS},
         # Inside a container every interface is the container's own; tests listen on loopback.
@@ -84,7 +89,7 @@ def template_values(config: StackConfig) -> dict[str, Any]:
         # costs Prometheus 600 samples/s at 5 s (200 at 15 s).
         "app_scrape_interval": "5s",
         # On the stack's network each container answers to its service name.
-        "host": {service.name.replace("-", "_"): service.name for service in SERVICES},
+        "host": {_template_key(service): service.name for service in SERVICES},
         "data_dir": {service.name: service.data_dir for service in SERVICES if service.data_dir},
         "uid": dict(DATASOURCE_UIDS),
         "tempo_retention": config.tempo_retention,
@@ -94,9 +99,10 @@ def template_values(config: StackConfig) -> dict[str, Any]:
         "log_push_port": PORTS_BY_NAME["alloy_push"].internal if config.platform == "kubernetes" else None,
         "log_labels": log_labels(config.app_name, config.app_env),
         "pino_level_template": pino_level_template(),
-        "otel_severity_levels": otel_severity_level_statements(),
+        "otel_severity_levels": otel_severity_level_statements(release["otel_collector"]["ottl_log"]),
         "exemplar_trace_id_labels": list(EXEMPLAR_TRACE_ID_LABELS),
         "trace_id_field_regex": TRACE_ID_FIELD_REGEX,
+        "trace_id_metadata": TRACE_ID_METADATA,
         "grafana_dashboards_dir": GRAFANA_DASHBOARDS_DIR,
         "collector_memory_limit_mib": collector_limit,
         "collector_memory_spike_mib": collector_limit // 5,
@@ -104,7 +110,16 @@ def template_values(config: StackConfig) -> dict[str, Any]:
         "queue_storage": COLLECTOR_QUEUE_STORAGE,
         "collector_max_request_mib": COLLECTOR_MAX_REQUEST_MIB,
         "exporter_retry": EXPORTER_RETRY,
+        # Where a service's config differs between its releases: what the stack's release says.
+        "release": release,
+        # The version each runs, as its image names it, for the files' own headers.
+        "version": {_template_key(service): image_version(config.images[service.name]) or config.images[service.name]
+                    for service in SERVICES},
     }
+
+
+def _template_key(service: Service) -> str:
+    return service.name.replace("-", "_")
 
 
 def render(template: str, values: Mapping[str, Any]) -> str:

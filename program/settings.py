@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from .ports import published_ports
-from .services import PASSWORD_KEY, PLATFORMS, PROJECT, SERVICES
+from .services import PASSWORD_KEY, PLATFORMS, PROJECT, SERVICES, VERSION_PROFILES
 
 if TYPE_CHECKING:
     import pulumi
@@ -78,6 +78,7 @@ class StackConfig:
     kube_context: Optional[str] = None
     namespace: str = ""
     storage_class: Optional[str] = None
+    versions: str = "seed"
 
     def host_port(self, base_port: int) -> int:
         return base_port + self.port_offset
@@ -208,12 +209,18 @@ def validate(stack: str, values: Mapping[str, Any], problems: Optional[list[str]
     loki_seconds = prometheus_duration_seconds(values["lokiRetention"])
     check("lokiRetention", loki_seconds is not None and loki_seconds >= LOKI_MIN_RETENTION_SECONDS,
           "a duration of at least 24h such as 168h (whole units only, no fractions)")
+    versions = values["versions"]
+    check("versions", versions in VERSION_PROFILES, f"one of {', '.join(VERSION_PROFILES)}")
+    if versions not in VERSION_PROFILES:
+        versions = DEFAULTS["versions"]
+    images = pinned_images(versions)
     for service in SERVICES:
-        image = values[service.image_key]
+        image = images[service.name] = values[service.image_key] or images.get(service.name, "")
         lowered = _lower_case_name(image)
         check(service.image_key, is_image_reference(image),
               f"image names are lower case: {lowered}" if lowered != image and is_image_reference(lowered) else
-              "an image reference such as grafana/grafana:12.3.0 or registry:5000/team/loki@sha256:<digest>")
+              "an image reference such as grafana/grafana:12.3.0 or registry:5000/team/loki@sha256:<digest>"
+              + ("" if image else f" (versions {versions} pins no {service.name} image)"))
         check(service.memory_key, values[service.memory_key] >= MIN_MEMORY_MIB,
               f"at least {MIN_MEMORY_MIB} (MiB); the default is {DEFAULTS[service.memory_key]}")
     check("grafanaAdminUser", bool(values["grafanaAdminUser"].strip()), "a non-empty user name")
@@ -255,7 +262,7 @@ def validate(stack: str, values: Mapping[str, Any], problems: Optional[list[str]
         prometheus_retention=values["prometheusRetention"],
         tempo_retention=values["tempoRetention"],
         loki_retention=values["lokiRetention"],
-        images={service.name: values[service.image_key] for service in SERVICES},
+        images=images,
         memory_mib={service.name: values[service.memory_key] for service in SERVICES},
         grafana_admin_user=values["grafanaAdminUser"],
         grafana_admin_password_set=bool(values[PASSWORD_KEY]),
@@ -266,11 +273,17 @@ def validate(stack: str, values: Mapping[str, Any], problems: Optional[list[str]
         kube_context=values["kubeContext"] or None,
         namespace=namespace,
         storage_class=values["storageClass"] or None,
+        versions=versions,
     )
     problems.extend(_check_combinations(config))
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def pinned_images(versions: str) -> dict[str, str]:
+    """The image of each service the version profile pins, by service name."""
+    return {service.name: service.releases[versions].image for service in SERVICES if versions in service.releases}
 
 
 def default_namespace(stack: str) -> str:

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from .services import SERVICES, Service, docker_name
-from .settings import DEFAULTS
+from .services import SERVICES, VERSION_PROFILES, Service, docker_name
+from .settings import DEFAULTS, pinned_images
 
 
 def _host_ports(service: Service) -> str:
@@ -23,10 +23,20 @@ def _healthcheck(service: Service) -> str:
 
 def services_table() -> str:
     rows = ["| service | image (setting) | host port (portOffset 0) | data volume |", "|---|---|---|---|"]
+    images = pinned_images(DEFAULTS["versions"])
     for service in SERVICES:
         volume = f"`{docker_name('<stack>', service.name, 'data')}`" if service.data_dir else "—"
-        rows.append(f"| {service.name} | {DEFAULTS[service.image_key]} (`{service.image_key}`) "
+        rows.append(f"| {service.name} | {images.get(service.name, DEFAULTS[service.image_key])} (`{service.image_key}`) "
                     f"| {_host_ports(service)} | {volume} |")
+    return "\n".join(rows)
+
+
+def versions_table() -> str:
+    rows = ["| service | " + " | ".join(f"`{versions}`" for versions in VERSION_PROFILES) + " |",
+            "|---" * (len(VERSION_PROFILES) + 1) + "|"]
+    for service in SERVICES:
+        images = [pinned_images(versions).get(service.name, DEFAULTS[service.image_key]) for versions in VERSION_PROFILES]
+        rows.append(f"| {service.name} | " + " | ".join(images) + " |")
     return "\n".join(rows)
 
 
@@ -45,4 +55,4 @@ def containers_table() -> str:
 
 
 if __name__ == "__main__":
-    print(services_table(), containers_table(), sep="\n\n")
+    print(services_table(), versions_table(), containers_table(), sep="\n\n")

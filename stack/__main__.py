@@ -16,7 +16,7 @@ import httpx
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from program.settings import DEFAULTS, ConfigError, settings_notes
+from program.settings import DEFAULTS, ConfigError, pinned_images, settings_notes
 
 from . import logs
 from .check import PROBES, REQUIRED_OUTPUTS, CheckOptions, Result, check, collector_losses, grafana_view
@@ -41,6 +41,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     up_parser.add_argument("--create-log-dir", action="store_true", help="create logDir if it is missing, without asking")
     up_parser.add_argument("--timeout", type=float, default=180.0, metavar="SECONDS",
                            help="how long the post-deploy check waits for services (default 180)")
+    up_parser.add_argument("--accept-data-loss", action="store_true",
+                           help="switch the stack to another `versions` even where the new releases cannot read "
+                                "its data (up names what would be lost, and stops, without it)")
 
     check_parser = commands.add_parser(
         "check", help="prove a deployed stack is ready: every service's readiness endpoint, probed at once",
@@ -122,12 +125,14 @@ def _reach(settings, console: Console) -> None:
 
 def _pinned_defaults() -> CheckOptions:
     """What a stack with the default settings runs: the pinned images, anonymous Grafana."""
-    return CheckOptions(images={probe.image_key: DEFAULTS[probe.image_key] for probe in PROBES})
+    images = pinned_images(DEFAULTS["versions"])
+    return CheckOptions(images={probe.image_key: images[probe.service] for probe in PROBES})
 
 
 def _expected(settings, password: Optional[str]) -> CheckOptions:
     anonymous = settings.grafana_anonymous_enabled
     return CheckOptions(images={probe.image_key: settings.images[probe.service] for probe in PROBES},
+                        versions=settings.versions,
                         grafana_auth=None if anonymous else (settings.grafana_admin_user, password or "admin"))
 
 
@@ -271,6 +276,15 @@ def _up(args: argparse.Namespace, phases: Phases, outputs: dict[str, str], out: 
         with phases("preflight"):
             stack = lifecycle.open_stack(args.stack, create=True)
             settings, password = lifecycle.stack_settings(stack)
+            written, losses = lifecycle.versions_switch_losses(stack, settings)
+            if losses and not args.accept_data_loss:
+                err.print(f"up: stack {args.stack}'s data was written at versions {written}; switched to "
+                          f"{settings.versions}, it would lose:")
+                for loss in losses:
+                    err.print(f"  {loss}")
+                err.print(f"Nothing was changed. To switch anyway: python -m stack up --stack {args.stack} "
+                          f"--accept-data-loss; to keep it: pulumi config set versions {written}")
+                return EXIT_CANNOT_TELL
             platform = platform_of(settings)
             down_before = platform.preflight(settings, ask)
     except (PreflightError, PulumiMissing, ConfigError) as error:

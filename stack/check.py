@@ -15,6 +15,7 @@ import asyncio
 import re
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Callable, Optional
 from urllib.parse import urlsplit
 
@@ -22,9 +23,11 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from program.metric_names import COLLECTOR_ITEMS, COLLECTOR_LOSS_COUNTERS, collector_loss_selector
-from program.services import DATASOURCE_UIDS, SERVICES, BuildInfo
+from program.services import DATASOURCE_UIDS, SERVICES, VERSION_PROFILES, BuildInfo, image_version
 
 REQUEST_TIMEOUT_SECONDS = 2.0
+# How far apart a process's start, as its own metrics and its readiness answer tell it, may be.
+STARTED_TOLERANCE_SECONDS = 5.0
 
 
 class NotReady(Exception):
@@ -64,18 +67,11 @@ def _json(response: httpx.Response) -> dict:
     return document
 
 
-def image_version(image: str) -> Optional[str]:
-    """The version an image's tag names (`grafana/loki:2.9.0` -> 2.9.0, `...:v2.48.0` -> 2.48.0),
-    or None when it names none (`latest`, a custom tag, a digest)."""
-    if "@" in image:
-        return None
-    tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
-    return tag.removeprefix("v") if re.fullmatch(r"v?\d+\.\d+\.\d+", tag) else None
-
-
-async def reported_version(client: httpx.AsyncClient, probe: "Probe", base_url: str, prometheus_url: str) -> str:
-    """The version the service itself reports, as its source at the pinned tag answers. Raises
-    WrongAnswer when what answered is not that service, NotReady when it cannot say yet."""
+async def reported_version(client: httpx.AsyncClient, probe: "Probe", base_url: str, prometheus_url: str,
+                           readiness: httpx.Response) -> str:
+    """The version the service itself reports, as its source at the pinned tag answers, given its
+    readiness answer. Raises WrongAnswer when what answered is not that service, NotReady when it
+    cannot say yet."""
     info, name = probe.build_info, probe.service
     if info.prometheus_query:
         response = await client.get(f"{prometheus_url}/api/v1/query", params={"query": info.prometheus_query},
@@ -85,10 +81,13 @@ async def reported_version(client: httpx.AsyncClient, probe: "Probe", base_url: 
         answer = _json(response)
         if answer.get("status") != "success":
             raise WrongAnswer(f"cannot tell its version: Prometheus' query API answered {_snippet(response.text)}")
-        series = answer.get("data", {}).get("result", [])
-        if not series or info.label not in series[0].get("metric", {}):
-            raise NotReady(f"its own metrics are not in Prometheus yet ({info.prometheus_query})")
-        return series[0]["metric"][info.label]
+        started = _started(readiness, info.started_key)
+        running = [found for found in answer.get("data", {}).get("result", [])
+                   if abs(float(found["value"][1]) - started) <= STARTED_TOLERANCE_SECONDS
+                   and info.label in found.get("metric", {})]
+        if not running:
+            raise NotReady(f"Prometheus has not scraped the running process's own metrics yet ({info.prometheus_query})")
+        return running[0]["metric"][info.label]
     response = await client.get(base_url + info.path, timeout=REQUEST_TIMEOUT_SECONDS)
     if response.status_code == 503:
         raise NotReady(f"{info.path}: HTTP 503")
@@ -110,6 +109,17 @@ async def reported_version(client: httpx.AsyncClient, probe: "Probe", base_url: 
     if key not in document or (expected is not None and document[key] != expected) or not isinstance(version, str):
         raise WrongAnswer(f"not {name}: {info.path} answered {_snippet(response.text)}")
     return version
+
+
+def _started(readiness: httpx.Response, key: str) -> float:
+    """When the running process started, as its readiness answer says (RFC 3339), in seconds since
+    the epoch."""
+    value = _json(readiness).get(key)
+    try:
+        # Go writes nanoseconds; Python reads microseconds.
+        return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", str(value)).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise WrongAnswer(f"its readiness answer has no {key} time: {_snippet(readiness.text)}") from None
 
 
 def _was_refused(error: BaseException) -> bool:
@@ -139,8 +149,15 @@ class Probe:
         return f"{published.scheme}://{published.netloc}"
 
 
-PROBES = tuple(Probe(service.name, service.port(service.readiness.port).output, service.readiness.path,
-                     service.readiness.json_field, service.build_info, service.image_key) for service in SERVICES)
+def probes(versions: str) -> tuple[Probe, ...]:
+    """What `check` asks each service, as the version profile's release answers."""
+    return tuple(Probe(service.name, service.port(service.readiness.port).output, service.readiness.path,
+                       service.readiness.json_field, service.build_info, service.image_key)
+                 for service in (service.at(versions) for service in SERVICES))
+
+
+# Their services, outputs and settings, which are the same at every release.
+PROBES = probes(VERSION_PROFILES[0])
 
 REQUIRED_OUTPUTS = tuple(dict.fromkeys((*(probe.output for probe in PROBES), "prometheus_url")))
 
@@ -175,6 +192,8 @@ class Result:
 class CheckOptions:
     # The image each service runs, by its image setting: what its version is checked against.
     images: dict[str, str]
+    # The version profile the stack runs: how each service tells its version.
+    versions: str = VERSION_PROFILES[0]
     timeout: float = 120.0
     down_after: float = 5.0
     # Grafana's admin user and password, when anonymous access is off.
@@ -219,7 +238,7 @@ async def probe_one(client: httpx.AsyncClient, probe: Probe, outputs: dict[str, 
             raise NotReady(reason)
         try:
             result.version = await reported_version(client, probe, probe.base_url(outputs),
-                                                    outputs["prometheus_url"].rstrip("/"))
+                                                    outputs["prometheus_url"].rstrip("/"), response)
         except httpx.HTTPError as error:
             if probe.build_info.prometheus_query and _was_refused(error):
                 raise WrongAnswer("cannot tell its version: the stack's Prometheus refuses connections") from None
@@ -263,7 +282,7 @@ def _compare_versions(result: Result, image: str) -> None:
 
 async def check(outputs: dict[str, str], options: CheckOptions) -> list[Result]:
     async with httpx.AsyncClient(follow_redirects=False) as client:
-        return list(await asyncio.gather(*(probe_one(client, probe, outputs, options) for probe in PROBES)))
+        return list(await asyncio.gather(*(probe_one(client, probe, outputs, options) for probe in probes(options.versions))))
 
 
 # How to ask Grafana whether it reaches each datasource: its datasource health API, by uid (it

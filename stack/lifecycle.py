@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 from pulumi import automation as auto
 
-from program.services import PASSWORD_KEY, PROJECT
+from program.services import PASSWORD_KEY, PROJECT, VERSION_PROFILES, switch_losses
 from program.settings import StackConfig, settings_from_stack_config
 
 from .drift import ResourceDrift, drift_from_events, first_error, repairs
@@ -98,6 +98,30 @@ def deployed(stack: auto.Stack) -> bool:
     return bool(stack.export_stack().deployment.get("resources"))
 
 
+def _versions_record(stack_name: str) -> Path:
+    """Where `up` records the version profile a stack's data was written at: it outlives `down`,
+    which keeps the data."""
+    return local_state(f"versions-{stack_name}")
+
+
+def data_versions(stack: auto.Stack) -> Optional[str]:
+    """The version profile the stack's data was written at; None when `up` knows of no data."""
+    record = _versions_record(stack.name)
+    if record.exists():
+        return record.read_text().strip()
+    # Deployed before `up` kept the record: at the one profile there was then.
+    return VERSION_PROFILES[0] if deployed(stack) else None
+
+
+def versions_switch_losses(stack: auto.Stack, config: StackConfig) -> tuple[Optional[str], list[str]]:
+    """The profile the stack's data was written at, and what switching it to config.versions
+    would lose (nothing when it is not a switch)."""
+    written = data_versions(stack)
+    if written is None or written == config.versions:
+        return written, []
+    return written, switch_losses(written, config.versions)
+
+
 def _install_record() -> Path:
     """Where the last successful `pulumi install` of this project is recorded: beside the plugins
     it installed, so a new Pulumi home starts without one."""
@@ -161,6 +185,9 @@ def up(stack: auto.Stack, config: StackConfig, down_before: dict[str, str],
     except auto.CommandError as error:
         raise StepFailed("pulumi up", first_error(seen) or failure_cause(error)) from None
     outputs = {name: str(output.value) for name, output in result.outputs.items()}
+    record = _versions_record(stack.name)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(config.versions)
     return outputs, repairs(seen, down_before, platform_of(config).WORKLOAD_TYPE)
 
 
@@ -203,6 +230,9 @@ def down(stack: auto.Stack, config: StackConfig, delete_data: bool,
         raise NotDeployed(stack.name)
     stack.destroy(on_output=on_output)
     platform.after_down(config)
-    return platform.data_volumes(config), platform.delete_data(config) if delete_data else None
+    failure = platform.delete_data(config) if delete_data else None
+    if delete_data and failure is None:
+        _versions_record(stack.name).unlink(missing_ok=True)
+    return platform.data_volumes(config), failure
 
 

@@ -9,6 +9,7 @@ data: both log lines are found in Loki by the one query Grafana's trace-to-logs 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -32,7 +33,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from program.metric_names import prometheus_metric_name
-from program.log_labels import PINO_LEVELS
+from program.log_labels import PINO_LEVELS, TRACE_ID_METADATA
 
 if TYPE_CHECKING:
     from .logs import Sink
@@ -174,12 +175,12 @@ async def follow(outputs: dict[str, str], trace_id: str, sent_at: float, timeout
                         return f"{buckets} exemplar {labels}"
             raise _NotYet(f"no exemplar with trace id {trace_id} on {buckets} yet")
 
-        async def lines_in_loki() -> list[tuple[dict, dict]]:
-            """(labels, line as JSON) of every line holding the trace id, whichever app it is."""
+        async def lines_in_loki(pipeline: str) -> list[tuple[dict, dict]]:
+            """(labels, line as JSON, or {} if it is not) of every line `pipeline` keeps, whichever app it is."""
             now_ns = time.time_ns()
             try:
                 response = await client.get(f"{loki}/loki/api/v1/query_range", timeout=LOKI_QUERY_TIMEOUT_SECONDS, params={
-                    "query": f'{{job=~".+"}} |= "{trace_id}"', "start": now_ns - 3600 * 10**9,
+                    "query": f'{{job=~".+"}} {pipeline}', "start": now_ns - 3600 * 10**9,
                     "end": now_ns + 60 * 10**9, "limit": 10})
             except httpx.TimeoutException:
                 raise _WillNotAnswer(await _loki_query_hangs(client, loki)) from None
@@ -187,14 +188,22 @@ async def follow(outputs: dict[str, str], trace_id: str, sent_at: float, timeout
             for stream in response.json().get("data", {}).get("result", []):
                 for _, line in stream.get("values", []):
                     try:
-                        found.append((stream.get("stream", {}), json.loads(line)))
+                        document = json.loads(line)
                     except ValueError:
-                        continue
+                        document = {}
+                    found.append((stream.get("stream", {}), document if isinstance(document, dict) else {}))
             return found
 
         def log_in_loki(source: str, trace_id_field: str) -> Callable[[], Awaitable[str]]:
+            """Where the line's JSON holds the trace id under trace_id_field; with none, beside the line
+            (Loki 3 keeps an OTel record's as structured metadata, answered among the stream's labels)."""
             async def look() -> str:
-                lines = [labels for labels, line in await lines_in_loki() if line.get(trace_id_field) == trace_id]
+                if trace_id_field:
+                    found = await lines_in_loki(f'|= "{trace_id}"')
+                else:
+                    found = await lines_in_loki(f'| {TRACE_ID_METADATA}="{trace_id}"')
+                lines = [labels for labels, line in found
+                         if (line.get(trace_id_field) if trace_id_field else labels.get(TRACE_ID_METADATA)) == trace_id]
                 if not lines:
                     raise _NotYet(f"no line from {source} with the trace id yet")
                 if lines[0].get("level") != level:
@@ -206,11 +215,23 @@ async def follow(outputs: dict[str, str], trace_id: str, sent_at: float, timeout
             _poll("Tempo has the trace", sent_at, timeout, trace_in_tempo),
             _poll("Prometheus has the metric", sent_at, timeout, metric_in_prometheus),
             _poll("Prometheus has the exemplar", sent_at, timeout, exemplar_in_prometheus),
-            # The exporter writes the record as JSON with the trace id under "traceid".
-            _poll("Loki has the OTel log record", sent_at, timeout, log_in_loki("the collector", "traceid")),
+            # The loki exporter (seed) writes the record as JSON with the trace id under "traceid";
+            # into Loki's OTLP endpoint (current) the trace id goes beside the line.
+            _poll("Loki has the OTel log record", sent_at, timeout, _first_of(
+                log_in_loki("the collector", "traceid"), log_in_loki("the collector", ""))),
             _poll("Loki has the Pino log line", sent_at, timeout, log_in_loki("Alloy", "traceId"))
             if log_line_written else _not_sent("Loki has the Pino log line", sent_at),
         ))
+
+
+def _first_of(*looks: Callable[[], Awaitable[str]]) -> Callable[[], Awaitable[str]]:
+    """A look that finds what the first of `looks` that finds it finds; else the last one's why not."""
+    async def look() -> str:
+        for each in looks[:-1]:
+            with contextlib.suppress(_NotYet):
+                return await each()
+        return await looks[-1]()
+    return look
 
 
 async def _not_sent(name: str, sent_at: float) -> Hop:

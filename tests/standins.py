@@ -11,6 +11,7 @@ import json
 import re
 import threading
 import time
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Optional
@@ -132,16 +133,21 @@ def build_info(service: str, version: str) -> dict[str, Route]:
     return {}
 
 
+# When the stand-in collector's process started: its health check and its own metrics say so.
+COLLECTOR_STARTED = time.time() - 60
+
+
 def collector_health() -> Route:
     """The collector's health_check extension (jaeger's handler), ready."""
-    return lambda *_: as_json(200, {"status": "Server available", "upSince": "2026-11-26T00:00:00Z", "uptime": "1m"})
+    up_since = datetime.fromtimestamp(COLLECTOR_STARTED, timezone.utc).isoformat().replace("+00:00", "Z")
+    return lambda *_: as_json(200, {"status": "Server available", "upSince": up_since, "uptime": "1m0s"})
 
 
 def prometheus_answering(collector_version: str = PINNED["otel-collector"]) -> Route:
     """Prometheus' /api/v1/query, holding the collector's own metrics (service_version on every
     series) and no loss counters."""
     def query(path, query_, body):
-        result = [{"metric": {"service_version": collector_version}, "value": [time.time(), "12"]}] \
+        result = [{"metric": {"service_version": collector_version}, "value": [time.time(), str(COLLECTOR_STARTED)]}] \
             if "otelcol_process_uptime" in query_.get("query", "") else []
         return as_json(200, {"status": "success", "data": {"resultType": "vector", "result": result}})
     return query

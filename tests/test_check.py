@@ -13,10 +13,10 @@ from program.metric_names import prometheus_metric_name
 from stack.outputs import OutputsError, parse_outputs
 from tests.program import ROOT
 from tests.standins import (
-    PINNED, StandIn, Telemetry, as_json, build_info, collector_routes, grafana_datasources, grafana_health,
+    COLLECTOR_STARTED, PINNED, StandIn, Telemetry, as_json, build_info, collector_routes, grafana_datasources, grafana_health,
     healthy_stack, loki_routes, loki_whose_queries_hang, prometheus_answering, prometheus_routes, tempo_routes, text,
 )
-from tests.tools import DEFAULT_LABELS, loopback_values, prometheus_server, unused_port
+from tests.tools import DEFAULT_LABELS, PROMETHEUS_HINT, loopback_values, prometheus_server, require, unused_port
 
 SERVICES = ("grafana", "prometheus", "tempo", "loki", "otel-collector", "alloy")
 
@@ -45,9 +45,11 @@ def real_prometheus(tmp_path_factory):
     """Debian's Prometheus on the stack's config, scraping a stand-in for the collector's own
     metrics (every series labelled with its version, as 0.91.0's are)."""
     collector = StandIn({"/metrics": lambda *_: text(200, 'otelcol_process_uptime{service_instance_id="x",'
-                                                         'service_name="otelcol-contrib",service_version="0.91.0"} 12\n')})
+                                                         'service_name="otelcol-contrib",service_version="0.91.0"} '
+                                                         f'{time.time() - COLLECTOR_STARTED}\n')})
     values = loopback_values({"collector_telemetry": int(collector.url.rsplit(":", 1)[1])})
-    with prometheus_server(tmp_path_factory.mktemp("prometheus"), values=values) as url:
+    with prometheus_server(tmp_path_factory.mktemp("prometheus"), values=values,
+                           binary=require("prometheus", PROMETHEUS_HINT)) as url:
         yield url
     collector.close()
 

@@ -1,9 +1,11 @@
-"""The real OpenTelemetry Collector 0.91.0 (built by ocb from tools/collector/manifest.yaml) on
-the config the stack renders, with a real Prometheus scraping it and a Loki stand-in decoding its
-pushes: telemetry sent with the OpenTelemetry SDK comes out as the series, exemplars and log
-streams the dashboards and Grafana expect."""
+"""The real OpenTelemetry Collector of each version profile (0.91.0 and 0.161.0, built by ocb from
+tools/collector/<profile>.yaml) on the config the stack renders for it, with a real Prometheus of the
+same profile scraping it and a Loki stand-in decoding its pushes (Loki's push API on seed, Loki's own
+OTLP endpoint on current): telemetry sent with the OpenTelemetry SDK comes out as the series,
+exemplars and log streams the dashboards and Grafana expect, on both."""
 
 import asyncio
+import functools
 import json
 import re
 import subprocess
@@ -22,8 +24,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from program.log_labels import PINO_LEVELS
-from program.services import LOG_MOUNT, SERVICES_BY_NAME
+from program.services import LOG_MOUNT, SERVICES_BY_NAME, VERSION_PROFILES, image_version
 from program.metric_names import prometheus_metric_name
+from program.log_labels import TRACE_ID_METADATA
 from program.render import EXEMPLAR_TRACE_ID_LABELS, TRACE_ID_FIELD_REGEX
 from stack.check import collector_losses
 from stack.smoke import COUNTER, HISTOGRAM, SMOKE_SERVICE, send_telemetry
@@ -36,54 +39,73 @@ from tests.tools import (
 )
 from tools.build_services import collector
 
-MANIFEST = ROOT / "tools" / "collector" / "manifest.yaml"
 KINDS = ("receivers", "processors", "exporters", "extensions", "connectors")
+# A component's package, by the name the config gives its type where the two differ.
+PACKAGES = {"memory_limiter": "memorylimiter", "otlp_grpc": "otlp", "otlp_http": "otlphttp"}
 
 
-def test_the_manifest_has_every_component_the_config_names():
-    manifest = yaml.safe_load(MANIFEST.read_text())
+@pytest.fixture(scope="module", params=VERSION_PROFILES)
+def versions(request):
+    return request.param
+
+
+def test_the_manifest_has_every_component_the_config_names(versions):
+    manifest_path = ROOT / "tools" / "collector" / f"{versions}.yaml"
+    manifest = yaml.safe_load(manifest_path.read_text())
     # A component's package: its import path where the manifest gives one, else its module's.
     built = {kind: {entry.get("import", entry["gomod"].split()[0]).rsplit("/", 1)[1] for entry in manifest.get(kind, [])}
              for kind in KINDS}
-    used = yaml.safe_load(rendered_files("otel-collector")["/etc/otelcol-contrib/config.yaml"])
+    used = yaml.safe_load(rendered_files("otel-collector", {"versions": versions})["/etc/otelcol-contrib/config.yaml"])
     for kind in KINDS:
         for component in used.get(kind, {}):
-            package = component.split("/")[0].replace("_", "")  # memory_limiter -> memorylimiter
-            # memorylimiterprocessor, or filestorage (a package of contrib's extension/storage)
-            assert {package + kind[:-1], package} & built[kind], f"{kind} {component}: no {package} in {MANIFEST.name}"
-    assert all(entry["gomod"].endswith(" v0.91.0") for kind in KINDS for entry in manifest.get(kind, []))
-    assert manifest["dist"]["otelcol_version"] == "0.91.0"
+            package = PACKAGES.get(component.split("/")[0], component.split("/")[0].replace("_", ""))
+            # memorylimiterprocessor, or filestorage (a package of contrib's extension/storage at 0.91)
+            assert {package + kind[:-1], package} & built[kind], f"{kind} {component}: no {package} in {manifest_path.name}"
+    # Every component at the release the profile's image runs, and the binary reports it.
+    release = image_version(SERVICES_BY_NAME["otel-collector"].releases[versions].image)
+    assert all(entry["gomod"].endswith(f" v{release}") for kind in KINDS for entry in manifest.get(kind, []))
+    assert manifest["dist"]["version"] == release
 
 
 @pytest.fixture(scope="module")
-def otelcol():
-    return built(collector)
+def otelcol(versions):
+    return built(functools.partial(collector, versions))
 
 
-def test_the_collector_accepts_the_default_config(otelcol, tmp_path):
+def test_the_collector_accepts_the_default_config(otelcol, versions, tmp_path):
     path = tmp_path / "config.yaml"
     # Its queue directory, where the container has its data volume, moved here: the extension
     # wants it to exist.
     queues = SERVICES_BY_NAME["otel-collector"].data_dir
     (tmp_path / queues.lstrip("/")).mkdir(parents=True)
-    config = rendered_files("otel-collector")["/etc/otelcol-contrib/config.yaml"]
+    config = rendered_files("otel-collector", {"versions": versions})["/etc/otelcol-contrib/config.yaml"]
     path.write_text(config.replace(queues, str(tmp_path / queues.lstrip("/"))))
     result = subprocess.run([str(otelcol), "validate", "--config", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
+def otlp_index_labels(versions: str) -> tuple[str, ...]:
+    """The resource attributes the profile's Loki makes labels of, on its OTLP endpoint (if any)."""
+    loki = yaml.safe_load(rendered_files("loki", {"versions": versions})["/etc/loki/loki.yaml"])
+    attributes = loki["limits_config"].get("otlp_config", {}).get("resource_attributes", {})
+    return tuple(name for entry in attributes.get("attributes_config", []) if entry["action"] == "index_label"
+                 for name in entry["attributes"])
+
+
 @pytest.fixture(scope="module")
-def running(otelcol, tmp_path_factory):
+def running(otelcol, versions, tmp_path_factory):
     """The collector and Prometheus running on the stack's own files; only what Docker would
     provide is rewritten: host names to 127.0.0.1, ports to free loopback ports."""
     directory = tmp_path_factory.mktemp("collector")
-    loki = LokiPushStandIn()
-    values = loopback_values({"loki_http": loki.port})
+    loki = LokiPushStandIn(otlp_index_labels(versions))
+    raw = {"versions": versions}
+    values = loopback_values({"loki_http": loki.port}, raw=raw)
+    config = yaml.safe_load(rendered_files("otel-collector", values=values)["/etc/otelcol-contrib/config.yaml"])
     try:
         with collector_process(otelcol, directory, values):
-            with prometheus_server(directory, values=values, port=values["port"]["prometheus_http"]) as prometheus:
+            with prometheus_server(directory, raw=raw, values=values, port=values["port"]["prometheus_http"]) as prometheus:
                 yield SimpleNamespace(values=values, prometheus=prometheus, log_path=directory / "collector.log",
-                                      loki=loki)
+                                      loki=loki, logs_exporter=config["service"]["pipelines"]["logs"]["exporters"][0])
     finally:
         loki.close()
 
@@ -165,10 +187,23 @@ def send_log_records(values, run: str) -> dict[str, dict]:
     return sent
 
 
+def kept(entry) -> dict:
+    """What Loki keeps of a record besides its labels, alike for both profiles: its body, trace id,
+    the app's service.name, and the names of everything else kept. On seed all of it is in the
+    loki exporter's JSON line; on current the line is the body, the rest Loki's structured metadata."""
+    if entry.structured_metadata:
+        metadata = dict(entry.structured_metadata)
+        return {"body": entry.line, "trace_id": metadata.get("trace_id", ""), "service.name": metadata["service_name"],
+                "names": set(metadata), "linked_trace": metadata.get(TRACE_ID_METADATA, "")}
+    line = json.loads(entry.line)
+    linked = re.search(TRACE_ID_FIELD_REGEX, entry.line)
+    return {"body": line["body"], "trace_id": line.get("traceid", ""), "service.name": line["resources"]["service.name"],
+            "names": set(line["resources"]) | set(line.get("attributes", {})), "linked_trace": linked[1] if linked else ""}
+
+
 def arrived(loki, run: str) -> list[tuple[dict, dict, int]]:
-    """(labels, line as JSON, timestamp) of every entry from this run that reached Loki."""
-    return [(entry.label_dict, json.loads(entry.line), entry.timestamp_ns) for entry in list(loki.entries)
-            if run in entry.line]
+    """(labels, what Loki kept, timestamp) of every entry from this run that reached Loki."""
+    return [(entry.label_dict, kept(entry), entry.timestamp_ns) for entry in list(loki.entries) if run in entry.line]
 
 
 def wait_for_records(loki, run: str, count: int, log_path, timeout=30) -> list[tuple[dict, dict, int]]:
@@ -198,20 +233,13 @@ def test_otel_log_records_reach_loki_with_the_labels_of_pino_lines(running):
         # The labels Alloy gives a Pino line: the stack's job and env, Pino's name for the level.
         expected = {**DEFAULT_LABELS, "level": record["level"]} if record["level"] else dict(DEFAULT_LABELS)
         assert labels == expected, line["body"]
-        # The exporter's JSON line: the trace id where Grafana's derived field looks for it, the
-        # app's own service.name kept in the line, no hint attributes left behind.
-        assert line.get("traceid", "") == record["trace_id"], line
-        if record["trace_id"]:
-            assert re.search(TRACE_ID_FIELD_REGEX, entry_line(line)).group(1) == record["trace_id"]
-        assert line["resources"]["service.name"] == "checkout"
-        assert not {"job", "env", "loki.resource.labels"} & set(line["resources"])
-        assert "level" not in line.get("attributes", {})
+        # The trace id, where Grafana's derived fields find it (in the line, or the structured
+        # metadata), the app's own service.name kept, no label or hint attribute kept twice.
+        assert line["trace_id"] == line["linked_trace"] == record["trace_id"], line
+        assert line["service.name"] == "checkout"
+        assert not {"job", "env", "level", "loki.resource.labels"} & line["names"]
         assert timestamp == record["timestamp"]
     assert set(PINO_LEVELS.values()) == {labels["level"] for labels, _, _ in found if "level" in labels}
-
-
-def entry_line(line: dict) -> str:
-    return json.dumps(line, separators=(",", ":"))
 
 
 def test_alloy_labels_a_pino_line_as_the_collector_labels_the_same_record(running, tmp_path):
@@ -232,10 +260,15 @@ def test_alloy_labels_a_pino_line_as_the_collector_labels_the_same_record(runnin
     assert collector_labels == alloy_labels
 
 
+# A Loki away for a moment, as each exporter retries it: the loki exporter any 5xx; the OTLP/HTTP
+# exporter 429, 502, 503 and 504 only (otlphttpexporter otlp.go, isRetryableStatusCode).
+UNAVAILABLE = {"loki": 500, "otlp_http/loki": 503}
+
+
 def test_a_loki_that_fails_for_a_while_gets_every_record_once_it_recovers(running):
     run = f"run-{time.monotonic_ns()}"
     refused_before = running.loki.refused
-    running.loki.fail(500, seconds=1.5)
+    running.loki.fail(UNAVAILABLE[running.logs_exporter], seconds=1.5)
     sent = send_log_records(running.values, run)
     # The exporter retries after retry_on_failure.initial_interval (with jitter) and backs off.
     found = wait_for_records(running.loki, run, len(sent), running.log_path, timeout=60)
@@ -267,5 +300,6 @@ def test_what_the_collector_drops_is_named_by_check(running):
         running.loki.recover()
     [loss] = [loss for loss in losses if "log records" in loss]
     dropped = int(re.search(r"failed to send (\d+) log records", loss).group(1))
-    assert loss.startswith("exporter loki failed to send ") and loss.endswith("(otelcol_exporter_send_failed_log_records)")
+    assert loss.startswith(f"exporter {running.logs_exporter} failed to send ")
+    assert loss.endswith("(otelcol_exporter_send_failed_log_records)")
     assert 0 < dropped <= len(sent)

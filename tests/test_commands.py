@@ -19,6 +19,7 @@ from stack.drift import drift_from_events, first_error
 from stack.pane_filter import app_line
 from tests.program import ROOT
 from program.log_labels import PINO_LEVELS
+from program.services import switch_losses
 from tests.cli_outputs import RUN_WITHOUT_LANGUAGE_HOST, install_fails_to_download
 from tests.standins import (
     StandIn, Telemetry, collector_routes, healthy_stack, loki_routes, prometheus_routes, tempo_routes,
@@ -351,6 +352,31 @@ def test_up_names_the_step_that_failed_its_cause_and_what_to_do(tmp_path, failin
     assert result.stderr.strip().splitlines()[1].startswith(hint)
 
 
+def test_up_switches_versions_only_when_nothing_would_be_lost_or_the_loss_is_accepted(tmp_path, healthy_outputs):
+    # Deployed before `up` recorded a profile: its data is the seed's.
+    cli = Cli(tmp_path, config=stack_config(tmp_path, **{"trace-stack:versions": "current"}), outputs=healthy_outputs)
+    cli.fake_docker(tmp_path)
+    refused = cli.run("up", "--stack", "alice", "--timeout", "5")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("up: stack alice's data was written at versions seed; switched to current, "
+                                      "it would lose:\n")
+    losses = switch_losses("seed", "current")
+    assert losses and refused.stderr.splitlines()[1:1 + len(losses)] == [f"  {loss}" for loss in losses]
+    assert "--accept-data-loss" in refused.stderr and "pulumi config set versions seed" in refused.stderr
+    assert not [call for call in cli.calls() if call["args"][0] in ("install", "up", "refresh")]
+
+    cli.run("up", "--stack", "alice", "--timeout", "5", "--accept-data-loss")
+    assert "--refresh" in cli.call(["up"])["args"]
+    # Recorded at its new profile, the stack goes up again without the flag; back at the seed's,
+    # it would lose what the current releases wrote.
+    cli.run("up", "--stack", "alice", "--timeout", "5")
+    assert len([call for call in cli.calls() if call["args"][0] == "up"]) == 2
+    cli.spec["config"] = stack_config(tmp_path)
+    cli.spec_path.write_text(json.dumps(cli.spec))
+    back = cli.run("up", "--stack", "alice", "--timeout", "5")
+    assert back.returncode == 2 and "written at versions current; switched to seed" in back.stderr
+
+
 def test_up_refuses_a_bad_setting_before_deploying(tmp_path):
     cli = Cli(tmp_path, config=stack_config(tmp_path, **{"trace-stack:tempoRetention": "7d"}))
     cli.fake_docker(tmp_path)
@@ -466,8 +492,10 @@ def test_down_delete_data_removes_the_volumes(tmp_path):
     docker_calls = cli.fake_docker(tmp_path)
     result = cli.run("down", "--stack", "alice", "--delete-data")
     assert result.returncode == 0, result.stderr
+    # Every version profile's: Tempo 3 keeps its traces in a volume of its own.
     assert docker_calls.read_text().split() == ["volume", "rm"] + [
-        f"trace-stack-alice-{s}-data" for s in ("prometheus", "tempo", "loki", "otel-collector", "alloy", "grafana")]
+        f"trace-stack-alice-{s}" for s in ("prometheus-data", "tempo-data", "tempo-data-3", "loki-data",
+                                           "otel-collector-data", "alloy-data", "grafana-data")]
 
 
 def test_down_delete_data_fails_when_docker_fails_without_a_word(tmp_path):

@@ -7,7 +7,7 @@ import yaml
 from program.ports import published_ports
 from program.services import SERVICES
 from program.settings import (
-    DEFAULTS, SCHEMA, ConfigError, go_duration_seconds, is_image_reference, prometheus_duration_seconds,
+    DEFAULTS, SCHEMA, ConfigError, pinned_images, go_duration_seconds, is_image_reference, prometheus_duration_seconds,
 )
 from tests.program import ROOT
 from tests.tools import stack_config
@@ -55,9 +55,20 @@ def test_values_are_read():
     assert config.port_offset == 1000 and config.bind_address == "::1" and config.log_dir == "/var/log/refly"
     assert (config.prometheus_retention, config.tempo_retention, config.loki_retention) == ("2w", "720h", "30d")
     assert config.images["grafana"] == "registry.local:5000/grafana/grafana:12.3.1"
-    assert config.images["loki"] == DEFAULTS["lokiImage"]
+    assert config.images["loki"] == pinned_images("seed")["loki"]
     assert not config.grafana_anonymous_enabled and config.grafana_anonymous_role == "Viewer"
     assert config.docker_host == "ssh://dev@team-box"
+
+
+def test_versions_picks_every_image_and_an_image_setting_wins_over_either():
+    seed, current = pinned_images("seed"), pinned_images("current")
+    assert stack_config().versions == "seed" and dict(stack_config().images) == seed
+    assert dict(stack_config({"versions": "current"}).images) == current
+    # Every image but Grafana's moves on (Grafana is not run here, so the newest one proven is the seed's).
+    assert {name for name in seed if seed[name] != current[name]} == {name for name in seed} - {"grafana"}
+    for versions in ("seed", "current"):
+        config = stack_config({"versions": versions, "tempoImage": "registry.local/tempo:2.9.1"})
+        assert config.images["tempo"] == "registry.local/tempo:2.9.1" and config.images["loki"] == pinned_images(versions)["loki"]
 
 
 # Each rule, the key it guards, and a value that breaks it.
@@ -90,6 +101,7 @@ BAD_VALUES = [
     ("dockerHost", "ssh://"),
     ("lokiMemoryMiB", "1g"),
     ("otelCollectorMemoryMiB", "32"),
+    ("versions", "latest"),
 ]
 
 

@@ -5,9 +5,11 @@ import pytest
 
 from program.platforms.kubernetes import config_key, port_name
 from program.services import PASSWORD_KEY, SERVICES
-from program.settings import DEFAULTS
+from program.settings import DEFAULTS, pinned_images
 from tests.program import is_secret, run_program
 from tests.test_program import EXPECTED_OUTPUTS
+
+SEED_IMAGES = pinned_images("seed")
 
 KUBERNETES = {"platform": "kubernetes"}
 
@@ -69,7 +71,7 @@ def test_each_pod_runs_what_the_container_runs_on_docker(on_kubernetes, on_docke
         docker = on_docker.containers[service.name]
         spec = deployments[service.name]["spec"]
         [container] = spec["template"]["spec"]["containers"]
-        assert container["image"] == DEFAULTS[service.image_key]
+        assert container["image"] == SEED_IMAGES[service.name]
         assert container["imagePullPolicy"] == "IfNotPresent"
         assert container.get("args") == docker.get("command"), service.name
         memory = f"{DEFAULTS[service.memory_key]}Mi"
@@ -77,7 +79,7 @@ def test_each_pod_runs_what_the_container_runs_on_docker(on_kubernetes, on_docke
         probe_port = service.port(service.readiness.port).internal
         for probe in ("readinessProbe", "livenessProbe"):
             assert container[probe]["httpGet"] == {"path": service.readiness.path, "port": probe_port}
-        assert spec["template"]["spec"]["terminationGracePeriodSeconds"] == service.stop_seconds
+        assert spec["template"]["spec"]["terminationGracePeriodSeconds"] == docker["destroyGraceSeconds"]
         # One writer per volume: never two pods on one claim during a rollout.
         assert spec["strategy"]["type"] == "Recreate" and spec["replicas"] == 1
 

@@ -7,9 +7,11 @@ import pytest
 from pulumi.runtime.sync_await import _sync_await
 
 from program.services import SERVICES
-from program.settings import DEFAULTS
+from program.settings import DEFAULTS, pinned_images
 from tests.program import COMPONENT, ROOT, is_secret, run_program
 from tests.test_config import BAD_VALUES
+
+SEED_IMAGES = pinned_images("seed")
 
 EXPECTED_PORTS = {
     "grafana": {3000: 33000},
@@ -61,8 +63,8 @@ def test_six_containers_with_names_images_and_restart_policy(default_stack):
         container, image = containers[service.name], default_stack.child("remoteImage:RemoteImage", f"{service.name}-image")
         assert container["name"] == f"trace-stack-dev-{service.name}"
         assert container["restart"] == "unless-stopped"
-        assert image.inputs["name"] == DEFAULTS[service.image_key] and image.inputs["keepLocally"] is True
-        assert container["image"] == f"sha256:{DEFAULTS[service.image_key]}"  # the pulled image's id
+        assert image.inputs["name"] == SEED_IMAGES[service.name] and image.inputs["keepLocally"] is True
+        assert container["image"] == f"sha256:{SEED_IMAGES[service.name]}"  # the pulled image's id
 
 
 def test_ports_are_the_seeds_on_loopback(default_stack):

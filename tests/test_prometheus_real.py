@@ -79,13 +79,15 @@ def promql_answers(tmp_path, series: dict[str, str], query: str, at: str, expect
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_checks_collector_version_is_the_process_that_started_last(tmp_path):
-    """A replaced collector's old series stay queryable for Prometheus' lookback; the version
-    `check` reads is the newest process's, not whichever series comes first."""
+def test_checks_collector_query_gives_each_process_its_start_time(tmp_path):
+    """A replaced collector's old series stay queryable for Prometheus' lookback: `check` reads
+    each process's start and version, and takes the one that started when the running collector's
+    health check says it did, not whichever series comes first."""
     query = SERVICES_BY_NAME["otel-collector"].build_info.prometheus_query
     labels = 'job="otel-collector", service_name="otelcol-contrib"'
     old = f'otelcol_process_uptime{{{labels}, service_instance_id="a", service_version="0.90.0"}}'
     new = f'otelcol_process_uptime{{{labels}, service_instance_id="b", service_version="0.91.0"}}'
     # The old process ran for an hour and stopped at 60 s; the new one started at 75 s.
     promql_answers(tmp_path, {old: "3600+15x4", new: "_x5 0+15x5"}, query, "2m",
-                   [{"labels": f'{{{labels}, service_instance_id="b", service_version="0.91.0"}}', "value": 75}])
+                   [{"labels": f'{{{labels}, service_instance_id="a", service_version="0.90.0"}}', "value": -3600},
+                    {"labels": f'{{{labels}, service_instance_id="b", service_version="0.91.0"}}', "value": 75}])

@@ -4,6 +4,7 @@ Debian's Prometheus."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -20,7 +21,7 @@ import pytest
 import yaml
 
 from program.render import render_service_files, template_values
-from tools.build_services import BuildError
+from tools.build_services import BuildError, prometheus
 from program.services import SERVICES_BY_NAME
 from program.settings import StackConfig, settings_from_stack_config
 
@@ -43,7 +44,7 @@ def built(build: Callable[[], Path]) -> Path:
     try:
         return build()
     except BuildError as error:
-        pytest.fail(f"building {build.__name__}: {error}")
+        pytest.fail(f"building {getattr(build, 'func', build).__name__}: {error}")
 
 
 def go_tool(name: str) -> Path:
@@ -146,17 +147,19 @@ def unused_port() -> int:
 
 @contextlib.contextmanager
 def prometheus_server(directory: Path, raw: Optional[dict] = None, values: Optional[dict] = None,
-                      port: Optional[int] = None, extra_jobs: tuple[dict, ...] = ()) -> Iterator[str]:
-    """A real Prometheus (Debian's) started with the container's own flags and rendered config;
-    only the file paths and the listen address are moved, and `extra_jobs` scraped too. Yields its
-    URL once /-/ready."""
-    binary = require("prometheus", PROMETHEUS_HINT)
+                      port: Optional[int] = None, extra_jobs: tuple[dict, ...] = (),
+                      binary: Optional[str] = None) -> Iterator[str]:
+    """A real Prometheus of the stack's version profile's release (built from its Go module; or
+    `binary`) started with the container's own flags and rendered config; only the file paths and
+    the listen address are moved, and `extra_jobs` scraped too. Yields its URL once /-/ready."""
+    settings = stack_config(raw)
+    binary = binary or built(functools.partial(prometheus, settings.versions))
     config = yaml.safe_load(rendered_files("prometheus", raw, values)["/etc/prometheus/prometheus.yml"])
     config["scrape_configs"] += list(extra_jobs)
     (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
     moved = {"--config.file": str(directory / "prometheus.yml"), "--storage.tsdb.path": str(directory / "data")}
     flags = [f"{name}={moved[name]}" if name in moved else flag
-             for flag in SERVICES_BY_NAME["prometheus"].command(stack_config(raw))
+             for flag in SERVICES_BY_NAME["prometheus"].at(settings.versions).command(settings)
              for name in [flag.split("=", 1)[0]]]
     address = f"127.0.0.1:{port or unused_port()}"
     with running_process([binary, *flags, f"--web.listen-address={address}"], directory / "prometheus.log",
@@ -175,7 +178,7 @@ def rendered_files(service: str, raw: Optional[dict] = None, values: Optional[di
     """Container path -> content of every file `service` reads, for a stack with `raw` settings
     (rendered with `values` instead of the stack's own, if given)."""
     config = stack_config(raw)
-    return render_service_files(SERVICES_BY_NAME[service], values or template_values(config))
+    return render_service_files(SERVICES_BY_NAME[service].at(config.versions), values or template_values(config))
 
 
 def loopback_values(ports: Optional[dict[str, int]] = None, scrape_interval: str = "1s",

@@ -2,8 +2,9 @@
 
     python -m tools.build_services            # build what is missing, print each one's path
 
-The collector is built by the OpenTelemetry Collector Builder (ocb) v0.91.0 from
-tools/collector/manifest.yaml, the Pulumi CLI and the Pulumi Python language host by `go build` in
+The collector of each version profile is built by the OpenTelemetry Collector Builder (ocb) of its
+release from tools/collector/<profile>.yaml, Prometheus from the Go module tools/prometheus/<profile>
+requires, the Pulumi CLI and the Pulumi Python language host by `go build` in
 the Go modules tools/pulumi and tools/pulumi-python-host (which pin their versions; the host comes
 with its pulumi-language-python-exec script, and its directory is what goes on PATH), everything
 from the Go module proxy; the test Node.js app's packages are installed by `npm ci`. Each is
@@ -28,10 +29,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("TRACE_STACK_SERVICE_CACHE", Path.home() / ".cache" / "trace-stack" / "services"))
-OCB = "go.opentelemetry.io/collector/cmd/builder@v0.91.0"
+OCB = "go.opentelemetry.io/collector/cmd/builder"
+# Each version profile's release, as the profile pins it (program/services.py).
+VERSION_PROFILES = ("seed", "current")
 # The checksum database has no entry for these module paths at 0.91.0 (it answers 404), so they
 # are checked against the go.sum files they ship with instead.
 NO_SUMDB = "go.opentelemetry.io/collector,github.com/open-telemetry/opentelemetry-collector-contrib"
@@ -60,35 +66,40 @@ def _key(*parts: bytes) -> str:
     return digest.hexdigest()[:16]
 
 
-def _run(command: list[str], cwd: Path, what: str) -> str:
-    result = subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, text=True)
+def _run(command: list[str], cwd: Path, what: str, env: Optional[dict[str, str]] = None) -> str:
+    result = subprocess.run(command, cwd=cwd, env={**_env(), **(env or {})}, capture_output=True, text=True)
     if result.returncode != 0:
         raise BuildError(f"{what} failed:\n{(result.stdout + result.stderr)[-4000:]}")
     return result.stdout
 
 
-def ocb() -> Path:
-    binary = CACHE / f"ocb-{_key(OCB.encode())}" / "builder"
+def ocb(version: str) -> Path:
+    """The OpenTelemetry Collector Builder at `version` (0.91.0)."""
+    module = f"{OCB}@v{version}"
+    binary = CACHE / f"ocb-{_key(module.encode())}" / "builder"
     if not binary.exists():
         binary.parent.mkdir(parents=True, exist_ok=True)
-        _run([_go(), "install", OCB], ROOT, f"go install {OCB}")
-        gobin = subprocess.run([_go(), "env", "GOPATH"], capture_output=True, text=True, check=True).stdout.strip()
-        shutil.copy2(Path(gobin) / "bin" / "builder", binary)
+        with tempfile.TemporaryDirectory(dir=CACHE) as gobin:
+            _run([_go(), "install", module], ROOT, f"go install {module}", env={"GOBIN": gobin})
+            shutil.move(Path(gobin) / "builder", binary)
     return binary
 
 
-def collector() -> Path:
-    """The collector with exactly the manifest's components."""
-    manifest = (ROOT / "tools" / "collector" / "manifest.yaml").read_text()
-    target = CACHE / f"otelcol-{_key(manifest.encode())}"
+def collector(versions: str = "seed") -> Path:
+    """The collector of the version profile's release (tools/collector/<versions>.yaml), with
+    exactly the manifest's components, built by ocb of the same release."""
+    manifest_text = (ROOT / "tools" / "collector" / f"{versions}.yaml").read_text()
+    target = CACHE / f"otelcol-{_key(manifest_text.encode())}"
     binary = target / "otelcol-trace-stack"
     if binary.exists():
         return binary
-    builder = ocb()
+    manifest = yaml.safe_load(manifest_text)
+    builder = ocb(manifest["dist"]["version"])
     with tempfile.TemporaryDirectory(dir=CACHE) as work:
         source = Path(work) / "src"
+        manifest["dist"]["output_path"] = str(source)
         config = Path(work) / "manifest.yaml"
-        config.write_text(manifest.replace("  version: 0.91.0\n", f"  version: 0.91.0\n  output_path: {source}\n", 1))
+        config.write_text(yaml.safe_dump(manifest))
         _run([str(builder), "--config", str(config)], Path(work), "the collector build (ocb)")
         target.mkdir(parents=True, exist_ok=True)
         shutil.move(source / "otelcol-trace-stack", binary)
@@ -261,17 +272,48 @@ def kubernetes_provider() -> Path:
     return target
 
 
+PROMETHEUS = "github.com/prometheus/prometheus"
+# The build tags of each release's .promu.yml.
+PROMETHEUS_TAGS = {"seed": "netgo,stringlabels", "current": "netgo"}
+
+
+def prometheus(versions: str = "seed") -> Path:
+    """The Prometheus server of the version profile's release, built from the Go module that
+    tools/prometheus/<versions>/go.mod requires (module v0.48.0 is Prometheus 2.48.0, v0.316.0 is
+    3.16.0: 3.x is v0.3xx), reporting that version as the release does."""
+    source = ROOT / "tools" / "prometheus" / versions
+    target = CACHE / f"prometheus-{_key((source / 'go.mod').read_bytes(), (source / 'go.sum').read_bytes())}"
+    binary = target / "prometheus"
+    if binary.exists():
+        return binary
+    module_version = _run([_go(), "list", "-m", "-f", "{{.Version}}", PROMETHEUS], source, "go list").strip()
+    _, minor, patch = module_version.split(".")
+    version = f"3.{int(minor) - 300}.{patch}" if int(minor) >= 300 else f"2.{minor}.{patch}"
+    ldflags = " ".join(f"-X github.com/prometheus/common/version.{name}={value}"
+                       for name, value in (("Version", version), ("Branch", "HEAD"), ("BuildUser", "trace-stack")))
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE) as work:
+        _run(["nice", _go(), "build", "-trimpath", "-tags", PROMETHEUS_TAGS[versions], "-ldflags", ldflags,
+              "-o", f"{work}/prometheus", f"{PROMETHEUS}/cmd/prometheus"], source, f"go build {PROMETHEUS} {version}",
+             env={"CGO_ENABLED": "0"})
+        shutil.move(Path(work) / "prometheus", binary)
+    return binary
+
+
 def standin() -> Path:
     """The stand-in for Tempo, Loki, Alloy and Grafana, which CI cannot build (licence or size):
     one program of tools/standin, run as `standin tempo|loki|alloy|grafana ARGS...`."""
     return _static_program("standin", ("go.mod", "go.sum", "main.go"))
 
 
-SERVICES = {"collector": collector, "pulumi": pulumi_cli, "python-host": python_language_host,
+SERVICES = {**{f"collector-{versions}": lambda versions=versions: collector(versions) for versions in VERSION_PROFILES},
+            **{f"prometheus-{versions}": lambda versions=versions: prometheus(versions) for versions in VERSION_PROFILES},
+            "pulumi": pulumi_cli, "python-host": python_language_host,
             "node-app": node_app_modules, "kubernetes": kubernetes, "etcd": etcd, "pause": pause,
             "kubernetes-provider": kubernetes_provider, "standin": standin}
 # Roughly how long each takes on 2 cores the first time (nothing once cached).
-FIRST_BUILD = {"collector": "about 3 minutes", "pulumi": "about 8 minutes", "python-host": "under a minute",
+FIRST_BUILD = {"collector-seed": "about 3 minutes", "collector-current": "about 6 minutes",
+               "prometheus-seed": "about 5 minutes", "prometheus-current": "about 8 minutes", "pulumi": "about 8 minutes", "python-host": "under a minute",
                "node-app": "under a minute", "kubernetes": "about 15 minutes", "etcd": "about a minute",
                "pause": "seconds", "kubernetes-provider": "about 15 minutes", "standin": "under a minute"}
 

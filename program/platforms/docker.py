@@ -63,7 +63,7 @@ class Platform:
             # The data outlives the containers, and `pulumi destroy` too unless asked (see README).
             volume = docker.Volume(
                 *self._child(f"{service.name}-data", retain_on_delete=True),
-                name=docker_name(config.stack, service.name, "data"),
+                name=docker_name(config.stack, service.name, service.data_volume),
                 labels=self._labels(docker.VolumeLabelArgs, service.name),
             )
             volumes.append(docker.ContainerVolumeArgs(volume_name=volume.name, container_path=service.data_dir))
@@ -109,7 +109,7 @@ class Platform:
             # Replace and destroy stop the container this long before removing it; unset, the
             # provider stops it with no grace at all, a SIGKILL (terraform-provider-docker v4.5.0,
             # resourceDockerContainerDelete).
-            destroy_grace_seconds=service.stop_seconds,
+            destroy_grace_seconds=service.removal_grace_seconds,
             user=service.user,
             capabilities=docker.ContainerCapabilitiesArgs(drops=list(service.dropped_capabilities))
             if service.dropped_capabilities else None,

@@ -161,8 +161,9 @@ class Platform:
                         # The data volume belongs to the service's group, whatever the image made it.
                         security_context=PodSecurityContextArgs(
                             fs_group=service.uid, seccomp_profile=SeccompProfileArgs(type="RuntimeDefault")),
-                        # SIGTERM, then this long for a clean exit before the kill, as Docker's stop timeout.
-                        termination_grace_period_seconds=service.stop_seconds,
+                        # SIGTERM, then this long for a clean exit before the kill. Only the program
+                        # stops pods here (a rollout, `down`), so the grace of the program's removal.
+                        termination_grace_period_seconds=service.removal_grace_seconds,
                         enable_service_links=False,
                     ))))
         k8s.core.v1.Service(

@@ -141,12 +141,12 @@ def after_down(config: StackConfig) -> None:
 
 
 def data_volumes(config: StackConfig) -> list[str]:
-    return data_volume_names(config.stack)
+    return data_volume_names(config.stack, config.versions)
 
 
 def delete_data(config: StackConfig) -> Optional[str]:
-    """Remove the data volumes; why that failed, or None."""
-    result = docker(config, "volume", "rm", *data_volumes(config))
+    """Remove the data volumes, of every version profile's releases; why that failed, or None."""
+    result = docker(config, "volume", "rm", *data_volume_names(config.stack))
     errors = result.stderr.strip().splitlines()
     only_missing = bool(errors) and all("no such volume" in line.lower() for line in errors)
     if result.returncode == 0 or only_missing:

@@ -94,11 +94,12 @@ def workloads_down(config: StackConfig) -> dict[str, str]:
 
 
 def data_volumes(config: StackConfig) -> list[str]:
-    return [f"{config.namespace}/{claim}" for claim in data_claim_names()]
+    return [f"{config.namespace}/{claim}" for claim in data_claim_names(config.versions)]
 
 
 def delete_data(config: StackConfig) -> Optional[str]:
-    """Remove the claims, and the namespace `down` kept for them; why that failed, or None."""
+    """Remove the claims (of every version profile's releases), and the namespace `down` kept for
+    them; why that failed, or None."""
     for command in (("delete", "persistentvolumeclaims", "--namespace", config.namespace, *data_claim_names()),
                     ("delete", "namespace", config.namespace)):
         result = _kubectl(config, *command, "--ignore-not-found", "--wait=false")
@@ -146,8 +147,10 @@ def stop_forwards(config: StackConfig) -> None:
     pid_file = _forwards_pid(config)
     running = _running(pid_file)
     if running:
+        # Killed, not asked: a kubectl port-forward takes a second or two over SIGTERM, and holds
+        # nothing that needs a clean exit (the kernel closes its sockets).
         try:
-            os.killpg(running[0], signal.SIGTERM)
+            os.killpg(running[0], signal.SIGKILL)
         except OSError:
             pass
         deadline = time.monotonic() + 5
