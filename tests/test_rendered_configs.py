@@ -10,7 +10,9 @@ import yaml
 from program.log_labels import PINO_LEVELS
 from program.log_labels import TRACE_ID_METADATA
 from program.render import EXEMPLAR_TRACE_ID_LABELS
-from program.services import GRAFANA_DASHBOARDS_DIR, LOG_MOUNT, PORTS_BY_NAME, SERVICES, SERVICES_BY_NAME, VERSION_PROFILES
+from program.services import (
+    GRAFANA_DASHBOARDS_DIR, LOG_MOUNT, PORTS_BY_NAME, SERVICES, SERVICES_BY_NAME, VERSION_PROFILES, switch_losses,
+)
 from tests.tools import (
     alloy_blocks, alloy_stream_labels, attributes, rendered_files, run_go_template, source_file_labels, stages,
 )
@@ -343,6 +345,20 @@ def test_loki_queries_skip_the_scheduler_so_ready_means_queries_work(loki):
     assert loki["query_scheduler"] == {"use_scheduler_ring": False}
     assert loki["frontend_worker"] == {"frontend_address": f"127.0.0.1:{loki['server']['grpc_listen_port']}"}
     assert "frontend" not in loki
+
+
+def test_a_switch_of_versions_keeps_what_the_new_releases_can_read():
+    seed, current = rendered({"versions": "seed"}), rendered({"versions": "current"})
+    # Loki 3.7.6 reads what 2.9.0 stored under the same schema (run: 510 lines of 510 read back).
+    assert load(seed, "loki", "/etc/loki/loki.yaml")["schema_config"] == \
+        load(current, "loki", "/etc/loki/loki.yaml")["schema_config"]
+    for name in ("prometheus", "loki", "otel-collector", "alloy", "grafana"):
+        assert SERVICES_BY_NAME[name].at("seed").data_volume == SERVICES_BY_NAME[name].at("current").data_volume
+    # Tempo 3.0 reads no block 2.3 wrote (vParquet2), nor 2.3 one of 3.0's (vParquet4): each keeps
+    # its own volume, and a switch either way names the traces it leaves there.
+    assert SERVICES_BY_NAME["tempo"].at("seed").data_volume != SERVICES_BY_NAME["tempo"].at("current").data_volume
+    for switch in (("seed", "current"), ("current", "seed")):
+        assert [loss.split(":")[0] for loss in switch_losses(*switch)] == ["tempo"]
 
 
 # --- Alloy (parsed by Alloy's own parser) -------------------------------------------------------
