@@ -85,20 +85,23 @@ HTTP_GROUPS = f"{HTTP_METHOD}, http_route, {HTTP_STATUS}"
 
 @dataclass(frozen=True)
 class ProcessMetric:
-    """A process panel: one measure under each name the app's runtime may give it, tried in order,
-    each as (metric, expression of {metric}, which the app's selector completes)."""
+    """A process panel: one measure under each name an app's runtime may give it, tried in order,
+    each as (metric, expression of {metric}, which the app's selector completes[, matchers the
+    selector adds]); `runtimes` are those whose usual instrumentation reports it."""
 
     title: str
     unit: str
-    sources: tuple[tuple[str, str], ...]
+    runtimes: tuple[str, ...]
+    sources: tuple[tuple[str, ...], ...]
     legend: str = "{{instance}}"
 
     def expr(self, selector: str) -> str:
-        return " or ".join(template.format(metric=name + selector) for name, template in self.sources)
+        return " or ".join(template.format(metric=name + (selector[:-1] + ", " + matchers[0] + "}" if matchers else selector))
+                           for name, template, *matchers in self.sources)
 
     @property
     def names(self) -> list[str]:
-        return [name for name, _ in self.sources]
+        return list(dict.fromkeys(name for name, *_ in self.sources))
 
 
 def _rate_of(template: str = "{metric}", without: str = "") -> str:
@@ -106,21 +109,64 @@ def _rate_of(template: str = "{metric}", without: str = "") -> str:
     return f"sum without ({without}) ({rate})" if without else rate
 
 
-# What Node apps report, whatever measures them: prom-client's default metrics (process_*,
-# nodejs_*; the seed's names) or OpenTelemetry's runtime-node and host-metrics instrumentations
-# (v8js_*, nodejs_eventloop_delay_*, process_cpu_time, process_memory_usage).
+NODE, PYTHON, GO, JVM = "Node.js", "Python", "Go", "JVM"
+# What each runtime reports, whatever measures it, read from each instrumentation's source:
+# - Node.js: prom-client's default metrics (process_*, nodejs_*; the seed's names), or
+#   OpenTelemetry's runtime-node and host-metrics (v8js_*, nodejs_eventloop_delay_*, process_*);
+# - Python: OpenTelemetry's system-metrics instrumentation 0.66b1, its names and its deprecated
+#   process_runtime_cpython_* ones, or prometheus_client's defaults (process_*, python_gc_*);
+# - Go: OpenTelemetry's runtime instrumentation v0.72 (go_memory_*, go_goroutine_count; its
+#   deprecated process_runtime_go_* with OTEL_GO_X_DEPRECATED_RUNTIME_METRICS; CPU time from its host
+#   instrumentation), or client_golang's default registry (go_memstats_*, go_gc_*, process_*);
+# - the JVM: the OpenTelemetry Java agent 2.33 (jvm_*), or Micrometer (jvm_gc_pause_*, area labels).
 PROCESS_METRICS = (
-    ProcessMetric("Memory (resident)", "bytes",
-                  (("process_resident_memory_bytes", "{metric}"), ("process_memory_usage", "{metric}"))),
-    ProcessMetric("CPU", "percentunit", (("process_cpu_seconds_total", _rate_of()),
-                                         ("process_cpu_time_seconds_total", _rate_of(without="process_cpu_state")))),
-    ProcessMetric("Heap used", "bytes", (("v8js_memory_heap_used_bytes", "sum without (v8js_heap_space_name) ({metric})"),
-                                         ("nodejs_heap_size_used_bytes", "{metric}"))),
-    ProcessMetric("Event loop delay (p99)", "s", (("nodejs_eventloop_delay_p99_seconds", "{metric}"),
-                                                  ("nodejs_eventloop_lag_p99_seconds", "{metric}"))),
-    ProcessMetric("Time in garbage collection", "percentunit",
-                  (("v8js_gc_duration_seconds_sum", _rate_of(without="v8js_gc_type")),
-                   ("nodejs_gc_duration_seconds_sum", _rate_of(without="kind")))),
+    ProcessMetric("Memory (resident)", "bytes", (NODE, PYTHON, GO), (
+        ("process_resident_memory_bytes", "{metric}"),
+        ("process_memory_usage", "{metric}"),
+        ("process_memory_usage_bytes", "{metric}"),
+        ("process_runtime_cpython_memory_bytes", "sum without (type) ({metric})", 'type="rss"'))),
+    ProcessMetric("CPU", "percentunit", (NODE, PYTHON, GO, JVM), (
+        ("process_cpu_seconds_total", _rate_of()),
+        # Its state (Node: process_cpu_state, Python: type, Go: cpu_mode) summed: one series.
+        ("process_cpu_time_seconds_total", _rate_of(without="process_cpu_state, type, cpu_mode")),
+        ("process_runtime_cpython_cpu_time_seconds_total", _rate_of(without="type")),
+        ("jvm_cpu_time_seconds_total", _rate_of()))),
+    ProcessMetric("Heap / runtime memory in use", "bytes", (NODE, GO, JVM), (
+        ("v8js_memory_heap_used_bytes", "sum without (v8js_heap_space_name) ({metric})"),
+        ("nodejs_heap_size_used_bytes", "{metric}"),
+        ("go_memory_used_bytes", "sum without (go_memory_type) ({metric})"),
+        ("process_runtime_go_mem_heap_inuse_bytes", "{metric}"),
+        ("go_memstats_heap_inuse_bytes", "{metric}"),
+        ("jvm_memory_used_bytes", "sum without (jvm_memory_pool_name, jvm_memory_type) ({metric})",
+         'jvm_memory_type="heap"'),
+        ("jvm_memory_used_bytes", "sum without (area, id) ({metric})", 'area="heap"'))),
+    ProcessMetric("Time in garbage collection", "percentunit", (NODE, GO, JVM), (
+        ("v8js_gc_duration_seconds_sum", _rate_of(without="v8js_gc_type")),
+        ("nodejs_gc_duration_seconds_sum", _rate_of(without="kind")),
+        ("go_gc_duration_seconds_sum", _rate_of()),
+        ("process_runtime_go_gc_pause_ns_nanoseconds_sum", _rate_of() + " / 1e9"),
+        ("jvm_gc_duration_seconds_sum", _rate_of(without="jvm_gc_name, jvm_gc_action")),
+        ("jvm_gc_pause_seconds_sum", _rate_of(without="action, cause, gc")))),
+    ProcessMetric("Garbage collections", "ops", (NODE, PYTHON, GO, JVM), (
+        ("v8js_gc_duration_seconds_count", _rate_of(without="v8js_gc_type")),
+        ("nodejs_gc_duration_seconds_count", _rate_of(without="kind")),
+        ("cpython_gc_collections_total", _rate_of(without="cpython_gc_generation, generation")),
+        ("python_gc_collections_total", _rate_of(without="generation")),
+        ("go_gc_duration_seconds_count", _rate_of()),
+        ("process_runtime_go_gc_count_total", _rate_of()),
+        ("jvm_gc_duration_seconds_count", _rate_of(without="jvm_gc_name, jvm_gc_action")),
+        ("jvm_gc_pause_seconds_count", _rate_of(without="action, cause, gc")))),
+    ProcessMetric("Event loop delay (p99)", "s", (NODE,), (
+        ("nodejs_eventloop_delay_p99_seconds", "{metric}"),
+        ("nodejs_eventloop_lag_p99_seconds", "{metric}"))),
+    ProcessMetric("Threads / goroutines", "short", (PYTHON, GO, JVM), (
+        ("process_thread_count", "{metric}"),
+        ("process_runtime_cpython_thread_count", "{metric}"),
+        ("go_goroutine_count", "{metric}"),
+        ("process_runtime_go_goroutines", "{metric}"),
+        ("go_goroutines", "{metric}"),
+        ("jvm_thread_count", "sum without (jvm_thread_daemon, jvm_thread_state) ({metric})"),
+        ("jvm_threads_live_threads", "{metric}"))),
 )
 
 # Tempo's metrics-generator: a latency histogram of every span, labelled by service, span_name,
@@ -260,10 +306,12 @@ def app_overview(labels: Mapping[str, str]) -> Dashboard:
                             no_value=_no_data(SPAN_LATENCY, where=f'service="{app}", {SERVER_SPANS}')))
         .with_row(Row("Process").id(next(ids)))
     )
+    # A panel of another runtime's says so, rather than showing nothing.
     for metric in PROCESS_METRICS:
-        dashboard = dashboard.with_panel(_series(metric.title, metric.unit, ids,
-                                                 (metric.expr(_selector(app)), metric.legend),
-                                                 no_value=_no_data(*metric.names, where=job)))
+        dashboard = dashboard.with_panel(_series(
+            metric.title, metric.unit, ids, (metric.expr(_selector(app)), metric.legend),
+            description=f"Reported by {', '.join(metric.runtimes)} apps.",
+            no_value=_no_data(*metric.names, where=job) + f": {' and '.join(metric.runtimes)} apps report it"))
     # Pino lines (through Alloy) and OpenTelemetry log records (through the collector) carry the
     # same labels, so these show both.
     return (

@@ -7,6 +7,10 @@ from typing import Mapping
 # Pino's numeric levels (pino/lib/constants.js).
 PINO_LEVELS = {10: "trace", 20: "debug", 30: "info", 40: "warn", 50: "error", 60: "fatal"}
 
+# Other loggers' names for the same levels (Python's logging, logrus, zap, Log4j), read as Pino's,
+# whatever their case: a line's level is always one of the six the OTel path gives a record.
+LEVEL_ALIASES = {"warning": "warn", "err": "error", "critical": "fatal", "panic": "fatal"}
+
 # OpenTelemetry's severity numbers come in six ranges (SEVERITY_NUMBER_TRACE..TRACE4, ...), named
 # as Pino names its levels: a record's level label then reads as a Pino line's does.
 OTEL_SEVERITY_RANGES = tuple(PINO_LEVELS.values())

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import jinja2
 
-from .log_labels import OTEL_SEVERITY_RANGES, PINO_LEVELS, TRACE_ID_METADATA, log_labels
+from .log_labels import LEVEL_ALIASES, OTEL_SEVERITY_RANGES, PINO_LEVELS, TRACE_ID_METADATA, log_labels
 from .services import (DATASOURCE_UIDS, GRAFANA_DASHBOARDS_DIR, LOG_MOUNT, PORTS, PORTS_BY_NAME, SERVICES, Service,
                        image_version)
 from .settings import StackConfig
@@ -53,12 +53,19 @@ _environment.filters["tojson"] = lambda value: json.dumps(value, ensure_ascii=Fa
 
 
 def pino_level_template() -> str:
-    """The Go template Alloy's stage.template runs on a line's `level`: numbers to names.
+    """The Go template Alloy's stage.template runs on a line's `level`: Pino's numbers, its names
+    and other loggers' names for them (LEVEL_ALIASES), in any case, to Pino's names; any other
+    level lower-cased.
 
     A line without a level renders empty, which drops the key, instead of "<no value>".
     """
-    branches = " else if ".join(f'eq .Value "{number}" }}}}{name}{{{{' for number, name in PINO_LEVELS.items())
-    return "{{ if .Value }}{{ if " + branches + " else }}{{ .Value }}{{ end }}{{ end }}"
+    given = {name: [str(number), name] for number, name in PINO_LEVELS.items()}
+    for alias, name in LEVEL_ALIASES.items():
+        given[name].append(alias)
+    # eq with several arguments is true when the first equals any of the others.
+    branches = " else if ".join("eq $level " + " ".join(json.dumps(value) for value in values) + f" }}}}{name}{{{{"
+                                for name, values in given.items())
+    return "{{ if .Value }}{{ $level := ToLower .Value }}{{ if " + branches + " else }}{{ $level }}{{ end }}{{ end }}"
 
 
 def otel_severity_level_statements(path_context: str = "") -> list[str]:

@@ -244,12 +244,14 @@ def test_otel_log_records_reach_loki_with_the_labels_of_pino_lines(running):
 
 def test_alloy_labels_a_pino_line_as_the_collector_labels_the_same_record(running, tmp_path):
     """One label scheme for both log paths: for each level, the labels Alloy's rendered pipeline
-    gives a Pino line equal those the real collector gave a record of that severity."""
+    gives a JSON line (Pino's number, or another logger's name: Python's "warning", "CRITICAL")
+    equal those the real collector gave a record of that severity."""
     alloy = alloy_blocks(rendered_files("alloy")["/etc/alloy/config.alloy"], tmp_path)
     pipeline = stages(alloy[("loki.process", "pino")])
     read_by_alloy = source_file_labels(f"{LOG_MOUNT}/api.log")
     numbers = [str(number) for number in PINO_LEVELS]
-    levels = run_go_template(dict(pipeline)["stage.template"]["template"], numbers)
+    template = dict(pipeline)["stage.template"]["template"]
+    levels = run_go_template(template, numbers)
     alloy_labels = {level: alloy_stream_labels(pipeline, read_by_alloy, {"level": level}) for level in levels}
     alloy_labels[None] = alloy_stream_labels(pipeline, read_by_alloy, {})  # a line without a level
 
@@ -258,6 +260,9 @@ def test_alloy_labels_a_pino_line_as_the_collector_labels_the_same_record(runnin
     found = wait_for_records(running.loki, run, len(sent), running.log_path)
     collector_labels = {sent[line["body"]]["level"]: labels for labels, line, _ in found}
     assert collector_labels == alloy_labels
+    spelled = {"warning": "warn", "WARNING": "warn", "CRITICAL": "fatal", "err": "error", "Info": "info"}
+    for given, level in zip(spelled, run_go_template(template, list(spelled))):
+        assert alloy_stream_labels(pipeline, read_by_alloy, {"level": level}) == collector_labels[spelled[given]], given
 
 
 # A Loki away for a moment, as each exporter retries it: the loki exporter any 5xx; the OTLP/HTTP

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from program.log_labels import PINO_LEVELS
+from program.log_labels import OTEL_SEVERITY_RANGES, PINO_LEVELS
 from program.log_labels import TRACE_ID_METADATA
 from program.render import EXEMPLAR_TRACE_ID_LABELS
 from program.services import (
@@ -414,13 +414,20 @@ def test_alloy_pushes_to_loki(alloy):
     assert attributes(endpoint["body"]) == {"url": "http://loki:3100/loki/api/v1/push"}
 
 
-def test_every_pino_level_maps_to_its_name_and_string_levels_pass_through(alloy):
+def test_every_level_a_logger_writes_is_one_of_the_six_the_otel_path_gives(alloy):
     template = dict(stages(alloy[("loki.process", "pino")]))["stage.template"]["template"]
-    numbers = [str(number) for number in PINO_LEVELS]
-    names = ["warn", "error", "custom", ""]
-    assert run_go_template(template, numbers + names) == list(PINO_LEVELS.values()) + names
-    # A line without a level (not JSON, or no field) gets no level label, not "<no value>".
-    assert run_go_template(template, ["<absent>"]) == [""]
+    numbers, names = [str(number) for number in PINO_LEVELS], list(PINO_LEVELS.values())
+    # Python's logging, Go's slog, logrus, zap, Log4j and Logback, in their own spelling.
+    spelled = {"TRACE": "trace", "DEBUG": "debug", "Info": "info", "WARN": "warn", "warning": "warn",
+               "WARNING": "warn", "ERROR": "error", "err": "error", "CRITICAL": "fatal", "FATAL": "fatal",
+               "panic": "fatal"}
+    mapped = run_go_template(template, numbers + names + list(spelled))
+    assert mapped == names + names + list(spelled.values())
+    # One set of values on both log paths: what the collector gives an OTel record's severity.
+    assert set(mapped) == set(OTEL_SEVERITY_RANGES)
+    # Any other level passes lower-cased; a line without one (not JSON, or no field) gets none,
+    # not "<no value>".
+    assert run_go_template(template, ["Notice", "", "<absent>"]) == ["notice", "", ""]
 
 
 # --- Grafana provisioning -----------------------------------------------------------------------

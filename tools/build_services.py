@@ -166,6 +166,23 @@ def node_app_modules() -> Path:
     return target / "node_modules"
 
 
+def python_app() -> Path:
+    """The bin directory of a venv holding tests/python_app's packages (OpenTelemetry's zero-code
+    setup for Flask), as pip installs its requirements.txt from PyPI; the app runs with
+    `opentelemetry-instrument` from it."""
+    requirements = (ROOT / "tests" / "python_app" / "requirements.txt").read_bytes()
+    target = CACHE / f"python-app-{hashlib.sha256(requirements + sys.version.encode()).hexdigest()[:16]}"
+    if (target / "bin" / "opentelemetry-instrument").exists():
+        return target / "bin"
+    # Made where it stays (a venv's scripts name its path); one left half-made is made again.
+    CACHE.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(target, ignore_errors=True)
+    _run([sys.executable, "-m", "venv", str(target)], CACHE, "python -m venv (tests/python_app)")
+    _run([str(target / "bin" / "pip"), "install", "--quiet", "--no-cache-dir", "-r",
+          str(ROOT / "tests" / "python_app" / "requirements.txt")], CACHE, "pip install (tests/python_app)")
+    return target / "bin"
+
+
 KUBERNETES_VERSION = "v1.34.2"
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl")
 ETCD = "go.etcd.io/etcd/server/v3@v3.6.6"
@@ -309,12 +326,12 @@ def standin() -> Path:
 SERVICES = {**{f"collector-{versions}": lambda versions=versions: collector(versions) for versions in VERSION_PROFILES},
             **{f"prometheus-{versions}": lambda versions=versions: prometheus(versions) for versions in VERSION_PROFILES},
             "pulumi": pulumi_cli, "python-host": python_language_host,
-            "node-app": node_app_modules, "kubernetes": kubernetes, "etcd": etcd, "pause": pause,
+            "node-app": node_app_modules, "python-app": python_app, "kubernetes": kubernetes, "etcd": etcd, "pause": pause,
             "kubernetes-provider": kubernetes_provider, "standin": standin}
 # Roughly how long each takes on 2 cores the first time (nothing once cached).
 FIRST_BUILD = {"collector-seed": "about 3 minutes", "collector-current": "about 6 minutes",
                "prometheus-seed": "about 5 minutes", "prometheus-current": "about 8 minutes", "pulumi": "about 8 minutes", "python-host": "under a minute",
-               "node-app": "under a minute", "kubernetes": "about 15 minutes", "etcd": "about a minute",
+               "node-app": "under a minute", "python-app": "under a minute", "kubernetes": "about 15 minutes", "etcd": "about a minute",
                "pause": "seconds", "kubernetes-provider": "about 15 minutes", "standin": "under a minute"}
 
 

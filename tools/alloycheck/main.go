@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"text/template"
 
 	"github.com/grafana/alloy/syntax/ast"
@@ -113,8 +114,12 @@ func expression(e ast.Expr) (interface{}, error) {
 
 const absent = "<absent>"
 
+// Of the functions stage.template adds to Go's (internal/component/loki/process/stages/template.go
+// at v1.5.1, extraFunctionMap, as at v1.13.1), those the stack's templates use.
+var stageFunctions = template.FuncMap{"ToLower": strings.ToLower}
+
 func runTemplate(text string, values []string) (interface{}, error) {
-	parsed, err := template.New("stage.template").Parse(text)
+	parsed, err := template.New("stage.template").Funcs(stageFunctions).Parse(text)
 	if err != nil {
 		return nil, err
 	}

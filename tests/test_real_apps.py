@@ -1,15 +1,20 @@
-"""A real app's telemetry on the app dashboard: a Node.js HTTP service instrumented as services are
+"""Real apps' telemetry on the app dashboard: a Node.js HTTP service instrumented as services are
 instrumented today (tests/node_app: the OpenTelemetry JS SDK with its auto-instrumentations,
-runtime and host metrics, Pino), sending OTLP to the real collector on the stack's config, scraped
-by a real Prometheus. Every query of the dashboard's HTTP and Process rows, as Grafana would send
-it, returns the app's data and nothing of another job's; so it does for an app that reports the
-seed's older names (a recorded sample). Tempo cannot run here: its span metrics are made from the
+runtime and host metrics, Pino) and a Flask one under OpenTelemetry's Python zero-code setup
+(tests/python_app), sending OTLP to the real collector on the stack's config, scraped by a real
+Prometheus. Every query of the dashboard's HTTP and Process rows, as Grafana would send it,
+returns each app's data and nothing of another job's, where its runtime reports the measure, and
+nothing where it does not; so it does for recorded samples of an app that reports the seed's older
+Node.js names, of Go apps (OpenTelemetry's runtime instrumentation; client_golang's registry) and
+of a JVM app (the OpenTelemetry Java agent), each a real exposition of a real run. Tempo cannot run here: its span metrics are made from the
 app's real spans the way Tempo 2.3's generator makes them, and the span-latency panel's
 exemplars lead to the app's real traces. The Logs row's selector finds both log paths' lines.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import math
 import os
@@ -20,11 +25,13 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Callable, Iterator
 
 import pytest
 
-from program.dashboards import SPAN_LATENCY, rendered_dashboards
+from program.dashboards import GO, JVM, NODE, PROCESS_METRICS, PYTHON, SPAN_LATENCY, rendered_dashboards
 from program.log_labels import PINO_LEVELS, log_labels
 from program.render import TRACE_ID_FIELD_REGEX
 from program.services import LOG_MOUNT
@@ -36,13 +43,30 @@ from tests.tools import (
     alloy_blocks, alloy_stream_labels, built, collector_process, loopback_values, prometheus_server, rendered_files,
     run_go_template, source_file_labels, stages, unused_port, wait_until,
 )
-from tools.build_services import collector, node_app_modules
+from tools.build_services import collector, node_app_modules, python_app
 
-APP, OLDER_APP, ENV = "shop-api", "older-app", "local"
-OLDER_APP_SAMPLE = ROOT / "tests" / "fixtures" / "older-app.openmetrics.txt"
+APP, OLDER_APP, PYTHON_APP, ENV = "shop-api", "older-app", "python-api", "local"
+# Recorded expositions, by the app's job: the collector's exporter's (OpenMetrics), or the app's
+# own Prometheus client's (text format, which names no job).
+FIXTURES = ROOT / "tests" / "fixtures"
+RECORDED = {OLDER_APP: "older-app.openmetrics.txt", "go-api": "go-otel-app.openmetrics.txt",
+            "go-client-api": "go-client-app.prom.txt", "jvm-api": "jvm-app.openmetrics.txt"}
+RUNTIME = {APP: NODE, OLDER_APP: NODE, PYTHON_APP: PYTHON, "go-api": GO, "go-client-api": GO, "jvm-api": JVM}
+MEMORY, CPU, HEAP, GC_TIME, GC_COUNT, EVENT_LOOP, THREADS = (metric.title for metric in PROCESS_METRICS)
+# The Process panels each app's instrumentation fills (read in its source, seen in its exposition):
+# OpenTelemetry's Python instrumentation measures no heap and no GC time; its Go runtime
+# instrumentation no CPU (its host one does), resident memory or GC; the Java agent no resident memory.
+PROCESS_PANELS = {
+    APP: {MEMORY, CPU, HEAP, GC_TIME, GC_COUNT, EVENT_LOOP}, OLDER_APP: {MEMORY, CPU, HEAP, GC_TIME, GC_COUNT, EVENT_LOOP},
+    PYTHON_APP: {MEMORY, CPU, GC_COUNT, THREADS}, "go-api": {HEAP, THREADS},
+    "go-client-api": {MEMORY, CPU, HEAP, GC_TIME, GC_COUNT, THREADS}, "jvm-api": {CPU, HEAP, GC_TIME, GC_COUNT, THREADS},
+}
+# The apps that report HTTP server metrics (client_golang's registry has none).
+HTTP_APPS = (APP, OLDER_APP, PYTHON_APP, "go-api", "jvm-api")
 # What Grafana puts in place of its variables before a query reaches Prometheus.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 REQUESTS = {"/items/7": 30, "/fail": 10, "/slow": 5}
 
 # Tempo 2.3.0's span metrics (modules/generator/processor/spanmetrics): latency buckets
@@ -88,7 +112,7 @@ def growing(sample: str, scrape: int) -> str:
                                                                             "_created"))) if f in kinds), name)
         if kinds.get(family) in ("counter", "histogram") and not name.endswith("_created"):
             value = repr(float(value) * scrape)
-        return f"{name}{labels} {value}{rest}"
+        return f"{name}{labels or ''} {value}{rest}"
 
     return re.sub(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})? (\S+)(.*)$", grown, sample, flags=re.MULTILINE)
 
@@ -146,54 +170,101 @@ class Traffic:
         self._thread.join(timeout=10)
 
 
+def recorded(job: str) -> tuple[str, Callable]:
+    """The route a stand-in serves the job's recorded exposition on, as a running app would."""
+    scrapes = itertools.count(1)
+    sample = (FIXTURES / RECORDED[job]).read_text()
+    content_type = OPENMETRICS if RECORDED[job].endswith(".openmetrics.txt") else PROMETHEUS_TEXT
+    return f"/{job}", lambda path, query_, body: (200, content_type, growing(sample, next(scrapes)).encode())
+
+
+@contextlib.contextmanager
+def serving(name: str, command: list[str], env: dict, directory: Path, port: int) -> Iterator[None]:
+    """The app running, and answering REQUESTS' mix, 20 a second, until the block ends."""
+    with open(directory / f"{name}.out", "w") as out:
+        app = subprocess.Popen(command, env={**os.environ, "PORT": str(port), "OTEL_SERVICE_NAME": name,
+                                             "OTEL_RESOURCE_ATTRIBUTES": f"service.instance.id={name}-1", **env},
+                               stdout=out, stderr=subprocess.STDOUT)
+    traffic = None
+    try:
+        wait_until(f"{name} answering", lambda: _answers(f"http://127.0.0.1:{port}/items/1"),
+                   why_not=lambda: (directory / f"{name}.out").read_text()[-2000:])
+        traffic = Traffic(f"http://127.0.0.1:{port}")
+        wait_until(f"{name}'s first requests served", lambda: traffic.served >= sum(REQUESTS.values()))
+        yield
+    finally:
+        if traffic:
+            traffic.stop()
+        app.terminate()
+        app.wait(timeout=15)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """The collector, Prometheus, Tempo and Loki stand-ins, the Node app, and the older app's
-    recorded metrics; the app has served REQUESTS."""
+    """The collector, Prometheus, Tempo and Loki stand-ins, the Node app, and the recorded apps'
+    metrics; the app has served REQUESTS."""
     directory = tmp_path_factory.mktemp("node-app")
     modules = built(node_app_modules)
     tempo, loki = TempoGrpcStandIn(keep_spans=True), LokiPushStandIn()
-    scrapes = {"older": 0}
-
-    def older_app(path, query_, body):
-        scrapes["older"] += 1
-        return 200, OPENMETRICS, growing(OLDER_APP_SAMPLE.read_text(), scrapes["older"]).encode()
-
-    exporters = StandIn({"/older-app": older_app,
+    exporters = StandIn({**dict(recorded(job) for job in RECORDED),
                          "/tempo": lambda *_: (200, OPENMETRICS, tempo_span_metrics(list(tempo.kept)).encode())})
     values = loopback_values({"tempo_otlp_grpc": tempo.port, "loki_http": loki.port}, raw={"appName": APP})
     target = exporters.url.removeprefix("http://")
-    extra_jobs = ({"job_name": "older-app", "honor_labels": True, "metrics_path": "/older-app",
-                   "scrape_interval": "1s", "static_configs": [{"targets": [target]}]},
+    extra_jobs = (*({"job_name": job, "honor_labels": True, "metrics_path": f"/{job}", "scrape_interval": "1s",
+                     "static_configs": [{"targets": [target]}]} for job in RECORDED),
                   {"job_name": "tempo-span-metrics", "metrics_path": "/tempo", "scrape_interval": "1s",
                    "static_configs": [{"targets": [target]}]})
-    app_port, log_file = unused_port(), directory / "app-logs" / "api.log"
-    env = {**os.environ, "NODE_PATH": str(modules), "PORT": str(app_port), "OTEL_SERVICE_NAME": APP,
-           "OTEL_RESOURCE_ATTRIBUTES": f"service.instance.id={APP}-1",
-           "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{values['port']['collector_otlp_http']}",
-           "APP_LOG_FILE": str(log_file), "METRIC_EXPORT_MS": "1000", "OTEL_BSP_SCHEDULE_DELAY": "500"}
+    log_file = directory / "app-logs" / "api.log"
     try:
         with collector_process(built(collector), directory, values), \
                 prometheus_server(directory, values=values, port=values["port"]["prometheus_http"],
-                                  extra_jobs=extra_jobs) as prometheus:
-            with open(directory / "app.out", "w") as out:
-                app = subprocess.Popen(["node", str(ROOT / "tests" / "node_app" / "app.js")], env=env, stdout=out,
-                                       stderr=subprocess.STDOUT)
-            try:
-                wait_until("the Node app listening", lambda: "listening on" in (directory / "app.out").read_text(),
-                           why_not=lambda: (directory / "app.out").read_text())
-                traffic = Traffic(f"http://127.0.0.1:{app_port}")
-                wait_until("the first requests served", lambda: traffic.served >= sum(REQUESTS.values()))
-                yield SimpleNamespace(prometheus=prometheus, tempo=tempo, loki=loki, log_file=log_file,
-                                      app_out=directory / "app.out")
-            finally:
-                traffic.stop()
-                app.terminate()
-                app.wait(timeout=15)
+                                  extra_jobs=extra_jobs) as prometheus, \
+                serving(APP, ["node", str(ROOT / "tests" / "node_app" / "app.js")], {
+                    "NODE_PATH": str(modules), "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint(values),
+                    "APP_LOG_FILE": str(log_file), "METRIC_EXPORT_MS": "1000", "OTEL_BSP_SCHEDULE_DELAY": "500"},
+                    directory, unused_port()):
+            yield SimpleNamespace(prometheus=prometheus, tempo=tempo, loki=loki, log_file=log_file,
+                                  app_out=directory / f"{APP}.out")
     finally:
         exporters.close()
         tempo.close()
         loki.close()
+
+
+@pytest.fixture(scope="module")
+def python_stack(tmp_path_factory):
+    """The Python app under OpenTelemetry's zero-code setup, as its docs give it (metrics every
+    second), with a collector and Prometheus of its own: through the Node app's collector, the
+    Node app's process_cpu_time series were gone from its exporter (seen), the Python app's there."""
+    directory = tmp_path_factory.mktemp("python-app")
+    python_bin = built(python_app)
+    values = loopback_values(raw={"appName": PYTHON_APP})
+    with collector_process(built(collector), directory, values), \
+            prometheus_server(directory, values=values, port=values["port"]["prometheus_http"]) as prometheus, \
+            serving(PYTHON_APP, [str(python_bin / "opentelemetry-instrument"), str(python_bin / "python"),
+                                 str(ROOT / "tests" / "python_app" / "app.py")], {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint(values), "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "otlp",
+                "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "true", "OTEL_METRIC_EXPORT_INTERVAL": "1000"},
+                directory, unused_port()):
+        yield SimpleNamespace(prometheus=prometheus)
+
+
+def otlp_endpoint(values: dict) -> str:
+    return f"http://127.0.0.1:{values['port']['collector_otlp_http']}"
+
+
+def prometheus_with(request, app: str) -> str:
+    """The Prometheus that scrapes the app."""
+    return request.getfixturevalue("python_stack" if app == PYTHON_APP else "stack").prometheus
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def answers(prometheus: str, expr: str) -> list:
@@ -201,23 +272,40 @@ def answers(prometheus: str, expr: str) -> list:
             if not math.isnan(float(series["value"][1]))]
 
 
-@pytest.mark.parametrize("app", [APP, OLDER_APP])
-@pytest.mark.parametrize("row", ["HTTP", "Process"])
-def test_every_http_and_process_panel_shows_the_apps_data(stack, app, row):
-    """A service instrumented today (stable HTTP conventions in seconds, runtime-node, host
-    metrics) and one instrumented the seed's way (http.server.duration in ms, prom-client's
-    process_* and nodejs_*) both fill every panel, with no edit to the dashboard."""
-    panels = [panel for panel in dashboard_rows(app)[row] if "traces_spanmetrics" not in json.dumps(panel)]
+@pytest.mark.parametrize("app", HTTP_APPS)
+def test_every_http_panel_shows_the_apps_data(request, app):
+    """Services instrumented today (stable HTTP conventions in seconds: Node.js, Go, the JVM), the
+    seed's way (http.server.duration in ms) and Python's way (in ms, its route in http_target) all
+    fill every HTTP panel, with no edit to the dashboard."""
+    prometheus = prometheus_with(request, app)
+    panels = [panel for panel in dashboard_rows(app)["HTTP"] if "traces_spanmetrics" not in json.dumps(panel)]
     assert len(panels) >= 3
     for panel in panels:
         for target in panel["targets"]:
-            found = wait_until(f"{app}: {row} / {panel['title']}", lambda: answers(stack.prometheus, target["expr"]),
+            wait_until(f"{app}: HTTP / {panel['title']}", lambda: answers(prometheus, target["expr"]),
+                       timeout=20, why_not=lambda: as_grafana_sends(target["expr"]))
+
+
+@pytest.mark.parametrize("app", RUNTIME)
+def test_each_process_panel_shows_the_apps_data_where_its_runtime_reports_it_and_says_so_where_not(request, app):
+    prometheus = prometheus_with(request, app)
+    panels = {panel["title"]: panel for panel in dashboard_rows(app)["Process"]}
+    assert PROCESS_PANELS[app] <= {metric.title for metric in PROCESS_METRICS if RUNTIME[app] in metric.runtimes}
+    for title, panel in panels.items():
+        [target] = panel["targets"]
+        if title in PROCESS_PANELS[app]:
+            found = wait_until(f"{app}: Process / {title}", lambda: answers(prometheus, target["expr"]),
                                timeout=20, why_not=lambda: as_grafana_sends(target["expr"]))
-            if row == "Process":
-                # The stack's own Prometheus reports process_* too: it must never show as the app.
-                assert {series["metric"].get("job", app) for series in found} == {app}, panel["title"]
-    if row == "Process":
-        assert query(stack.prometheus, 'process_resident_memory_bytes{job="prometheus"}'), "no other job to tell apart"
+            # The stack's own Prometheus reports process_* and go_* too: it must never show as the app.
+            assert {series["metric"].get("job", app) for series in found} == {app}, title
+            assert len(found) == 1, f"{title}: one series per process, not {found}"
+        else:
+            # Empty, and it says which runtimes' apps report it.
+            assert not answers(prometheus, target["expr"]), title
+            [runtimes] = [metric.runtimes for metric in PROCESS_METRICS if metric.title == title]
+            assert panel["fieldConfig"]["defaults"]["noValue"].endswith(f": {' and '.join(runtimes)} apps report it")
+    assert query(prometheus, 'process_resident_memory_bytes{job="prometheus"}'), "no other job to tell apart"
+    assert query(prometheus, 'go_goroutines{job="prometheus"}'), "no other job to tell apart"
 
 
 def test_the_http_panels_tell_routes_methods_and_statuses(stack):
