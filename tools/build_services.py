@@ -7,10 +7,11 @@ release from tools/collector/<profile>.yaml, Prometheus from the Go module tools
 requires, the Pulumi CLI and the Pulumi Python language host by `go build` in
 the Go modules tools/pulumi and tools/pulumi-python-host (which pin their versions; the host comes
 with its pulumi-language-python-exec script, and its directory is what goes on PATH), everything
-from the Go module proxy; the test Node.js app's packages are installed by `npm ci`. Each is
-cached under ~/.cache/trace-stack/services (TRACE_STACK_SERVICE_CACHE), keyed by its inputs (the
-manifest, go.mod and go.sum, or package-lock.json) and the Go (or Node.js) version, so a later run
-takes no time.
+from the Go module proxy; the test Node.js app's packages are installed by `npm ci`, the test
+Python app's by pip into a venv of its own. Each is cached under ~/.cache/trace-stack/services
+(TRACE_STACK_SERVICE_CACHE), keyed by its inputs (the manifest, go.mod and go.sum,
+package-lock.json or requirements.txt) and the Go (Node.js, Python) version, so a later run takes
+no time.
 
 For the Kubernetes tests (tests/kube_cluster.py): the Kubernetes programs from the Go module
 tools/kubernetes (k8s.io/kubernetes v1.34.2), etcd v3.6.6, the static pause program of tools/pause
