@@ -287,11 +287,11 @@ SERVICES = (
             # Distroless, as its own user, on a volume of its own: it stops on finding 2.3's WAL.
             # Stopped, it exits in 1-2 s, but never after answering a query in the last 30 s
             # (modules/frontend/queue/queue.go at v3.0.3): its traces are on disk within
-            # milliseconds of SIGTERM, so it is killed 3 s after.
+            # milliseconds of SIGTERM, so it is killed 2 s after.
             "current": Release("grafana/tempo:3.0.3", values={"live_store": True}, changes={
                 "runs_as": "10001 (image's), which owns `/var/tempo`", "healthcheck_tool": "/tempo",
-                "data_volume": "data-3", "stop_seconds": 3, "removal_seconds": None,
-                "stop_measured": "1–2 s, exit 0; killed at 3 s after a query (a Tempo 3.0 bug)"}, cannot_read={
+                "data_volume": "data-3", "stop_seconds": 2, "removal_seconds": None,
+                "stop_measured": "1–2 s, exit 0; killed at 2 s after a query (a Tempo 3.0 bug)"}, cannot_read={
                 "seed": "its traces: Tempo 3.0.3 cannot read the blocks Tempo 2.3 wrote (vParquet2); they stay "
                         "in its seed volume, read again at versions seed"}),
         },
@@ -312,9 +312,10 @@ SERVICES = (
         stop_measured="30–31 s, exit 0",
         # The program removes it with or after the collector, so nothing is in flight then, and
         # its ingester cuts its live traces to the WAL on the volume at SIGTERM (the lifecycler's
-        # flush, before the distributor's sleep): measured, a trace sent 0.3 s before SIGTERM,
-        # killed 3 s after, was replayed and answered. The 30 s sleep serves no one.
-        removal_seconds=3,
+        # flush, before the distributor's sleep): measured, 20 traces sent just before SIGTERM,
+        # killed 1 s after, were replayed and answered, three times out of three. The 30 s sleep
+        # serves no one.
+        removal_seconds=2,
         config_files=(ConfigFile("tempo.yaml", "/etc/tempo/tempo.yaml", flag="-config.file"),),
         # The metrics-generator remote-writes to Prometheus from its first span.
         depends_on=("prometheus",),

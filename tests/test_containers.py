@@ -136,7 +136,7 @@ def test_every_container_is_stopped_with_grace_on_replace_and_destroy(default_st
     # `down` and a replacement, which remove the collector first, give it the seconds its ingester
     # needs to cut its live traces to the WAL.
     tempo = default_stack.containers["tempo"]
-    assert tempo["stopTimeout"] >= 40 and tempo["destroyGraceSeconds"] == 3
+    assert tempo["stopTimeout"] >= 40 and tempo["destroyGraceSeconds"] == 2
 
 
 # --- the health checks' commands, run for real against stand-ins --------------------------------
