@@ -233,6 +233,6 @@ def down(stack: auto.Stack, config: StackConfig, delete_data: bool,
     failure = platform.delete_data(config) if delete_data else None
     if delete_data and failure is None:
         _versions_record(stack.name).unlink(missing_ok=True)
-    return platform.data_volumes(config), failure
+    return platform.data_volumes(config, every_release=delete_data), failure
 
 

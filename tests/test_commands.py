@@ -493,9 +493,10 @@ def test_down_delete_data_removes_the_volumes(tmp_path):
     result = cli.run("down", "--stack", "alice", "--delete-data")
     assert result.returncode == 0, result.stderr
     # Every version profile's: Tempo 3 keeps its traces in a volume of its own.
-    assert docker_calls.read_text().split() == ["volume", "rm"] + [
-        f"trace-stack-alice-{s}" for s in ("prometheus-data", "tempo-data", "tempo-data-3", "loki-data",
-                                           "otel-collector-data", "alloy-data", "grafana-data")]
+    removed = [f"trace-stack-alice-{s}" for s in ("prometheus-data", "tempo-data", "tempo-data-3", "loki-data",
+                                                  "otel-collector-data", "alloy-data", "grafana-data")]
+    assert docker_calls.read_text().split() == ["volume", "rm"] + removed
+    assert f"removed the data volumes: {', '.join(removed)}" in result.stdout
 
 
 def test_down_delete_data_fails_when_docker_fails_without_a_word(tmp_path):

@@ -6,7 +6,8 @@
 - workloads_down(config): the same, asked again (drift);
 - reach(config): make the stack's URLs answer from this machine (check, after up);
 - after_down(config): what `down` leaves behind on this machine, undone;
-- data_volumes(config), delete_data(config): the stack's data, kept by `down` unless asked;
+- data_volumes(config, every_release), delete_data(config): the stack's data (its release's, or
+  every version profile's), kept by `down` unless asked;
 - log_sink(config): where the app's Pino lines go for Alloy to read (`logs attach`, `check --smoke`).
 """
 

@@ -140,13 +140,13 @@ def after_down(config: StackConfig) -> None:
     """Nothing of the stack is left on this machine."""
 
 
-def data_volumes(config: StackConfig) -> list[str]:
-    return data_volume_names(config.stack, config.versions)
+def data_volumes(config: StackConfig, every_release: bool = False) -> list[str]:
+    return data_volume_names(config.stack, None if every_release else config.versions)
 
 
 def delete_data(config: StackConfig) -> Optional[str]:
     """Remove the data volumes, of every version profile's releases; why that failed, or None."""
-    result = docker(config, "volume", "rm", *data_volume_names(config.stack))
+    result = docker(config, "volume", "rm", *data_volumes(config, every_release=True))
     errors = result.stderr.strip().splitlines()
     only_missing = bool(errors) and all("no such volume" in line.lower() for line in errors)
     if result.returncode == 0 or only_missing:

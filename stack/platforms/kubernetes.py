@@ -93,8 +93,8 @@ def workloads_down(config: StackConfig) -> dict[str, str]:
     return down
 
 
-def data_volumes(config: StackConfig) -> list[str]:
-    return [f"{config.namespace}/{claim}" for claim in data_claim_names(config.versions)]
+def data_volumes(config: StackConfig, every_release: bool = False) -> list[str]:
+    return [f"{config.namespace}/{claim}" for claim in data_claim_names(None if every_release else config.versions)]
 
 
 def delete_data(config: StackConfig) -> Optional[str]:
