@@ -62,9 +62,11 @@ def test_prometheus_scrapes_the_apps_metrics_and_every_service(files):
         "grafana": ["grafana:3000"],
     }
     assert jobs["app"]["honor_labels"] is True
-    # The app's metrics within seconds; the stack's own every 15 s.
+    # The app's metrics within seconds; the collector's own every second (`check` reads the
+    # running collector's version there, and a fresh `up` waits for it); the rest every 15 s.
     assert jobs["app"]["scrape_interval"] == "5s" and config["global"]["scrape_interval"] == "15s"
-    assert all("scrape_interval" not in job for name, job in jobs.items() if name != "app")
+    assert jobs["otel-collector"]["scrape_interval"] == "1s"
+    assert all("scrape_interval" not in job for name, job in jobs.items() if name not in ("app", "otel-collector"))
     # 100,000 (the default) holds under 3 minutes of ~3,000 exemplar-carrying bucket series
     # scraped every 5s; 500,000 about 15 minutes, at ~220 bytes each (~110 MiB of 1024).
     assert config["storage"]["exemplars"]["max_exemplars"] == 500_000
