@@ -34,8 +34,9 @@ def services_table() -> str:
 def versions_table() -> str:
     rows = ["| service | " + " | ".join(f"`{versions}`" for versions in VERSION_PROFILES) + " |",
             "|---" * (len(VERSION_PROFILES) + 1) + "|"]
+    pinned = [pinned_images(versions) for versions in VERSION_PROFILES]
     for service in SERVICES:
-        images = [pinned_images(versions).get(service.name, DEFAULTS[service.image_key]) for versions in VERSION_PROFILES]
+        images = [each.get(service.name, DEFAULTS[service.image_key]) for each in pinned]
         rows.append(f"| {service.name} | " + " | ".join(images) + " |")
     return "\n".join(rows)
 

@@ -4,7 +4,6 @@ same profile scraping it and a Loki stand-in decoding its pushes (Loki's push AP
 OTLP endpoint on current): telemetry sent with the OpenTelemetry SDK comes out as the series,
 exemplars and log streams the dashboards and Grafana expect, on both."""
 
-import asyncio
 import functools
 import json
 import re
@@ -35,7 +34,7 @@ from tests.program import ROOT
 from tests.tools import (
     DEFAULT_LABELS,
     alloy_blocks, alloy_stream_labels, built, collector_process, loopback_values, prometheus_server, rendered_files,
-    run_go_template, source_file_labels, stages, wait_until,
+    run_coroutine, run_go_template, source_file_labels, stages, wait_until,
 )
 from tools.build_services import collector
 
@@ -281,16 +280,6 @@ def test_a_loki_that_fails_for_a_while_gets_every_record_once_it_recovers(runnin
     found = arrived(running.loki, run)
     assert running.loki.refused > refused_before, "the stand-in never refused: nothing was retried"
     assert_each_arrived_once(sent, found)
-
-
-def run_coroutine(coroutine):
-    # Not asyncio.run: it leaves the thread without an event loop, which the Pulumi program tests
-    # on the same pytest worker need.
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coroutine)
-    finally:
-        loop.close()
 
 
 def test_what_the_collector_drops_is_named_by_check(running):

@@ -4,7 +4,6 @@ services (only paths and listen addresses moved), judged by `stack.check`'s own 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gzip
 import json
@@ -31,7 +30,9 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from program.services import DATASOURCE_UIDS, SERVICES_BY_NAME
 from stack.check import PROBES, CheckOptions, Result, grafana_view, judge, probe_one
 from tests.loki_push import PushRequest
-from tests.tools import built, loopback_values, prometheus_server, rendered_files, stack_config, unused_port, wait_until
+from tests.tools import (
+    built, loopback_values, prometheus_server, rendered_files, run_coroutine, stack_config, unused_port, wait_until,
+)
 from tools.build_services import standin
 
 CONFIG = stack_config()
@@ -139,7 +140,7 @@ def check_result(service: str, url: str) -> Result:
         async with httpx.AsyncClient() as client:
             return await probe_one(client, probe, outputs, options)
 
-    return asyncio.run(probe_it())
+    return run_coroutine(probe_it())
 
 
 def assert_checked(service: str, url: str) -> None:
@@ -170,12 +171,22 @@ def metric(text: str, name: str) -> float:
 
 
 @contextlib.contextmanager
+def on_its_config(binary: Path, directory: Path, name: str) -> Iterator[Running]:
+    """The stand-in as the service `name`, on its one rendered config file, named by the flag its
+    command names it with, until its readiness endpoint answers."""
+    service, values = SERVICES_BY_NAME[name], values_in(directory)
+    [file] = service.config_files
+    config = config_file(directory, name, file.path, values)
+    with running(binary, directory, name, command(name, {file.flag: str(config)}),
+                 values["port"][service.readiness.port], service.readiness.path) as server:
+        server.ports = values["port"]
+        yield server
+
+
+@contextlib.contextmanager
 def tempo(binary: Path, directory: Path) -> Iterator[Running]:
-    values = values_in(directory)
-    config = config_file(directory, "tempo", "/etc/tempo/tempo.yaml", values)
-    with running(binary, directory, "tempo", command("tempo", {"-config.file": str(config)}),
-                 values["port"]["tempo_http"], "/ready") as server:
-        server.grpc_port, server.http_otlp_port = values["port"]["tempo_otlp_grpc"], values["port"]["tempo_otlp_http"]
+    with on_its_config(binary, directory, "tempo") as server:
+        server.grpc_port, server.http_otlp_port = server.ports["tempo_otlp_grpc"], server.ports["tempo_otlp_http"]
         yield server
 
 
@@ -218,13 +229,8 @@ def test_tempo_answers_the_check_and_keeps_the_traces_it_is_sent(binary, tmp_pat
 # --- loki ----------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def loki(binary: Path, directory: Path) -> Iterator[Running]:
-    values = values_in(directory)
-    config = config_file(directory, "loki", "/etc/loki/loki.yaml", values)
-    with running(binary, directory, "loki", command("loki", {"-config.file": str(config)}),
-                 values["port"]["loki_http"], "/ready") as server:
-        yield server
+def loki(binary: Path, directory: Path) -> contextlib.AbstractContextManager[Running]:
+    return on_its_config(binary, directory, "loki")
 
 
 def test_loki_answers_the_check_and_the_queries_of_what_it_is_pushed(binary, tmp_path):
@@ -309,7 +315,7 @@ def grafana(binary: Path, directory: Path, values: dict, env: dict[str, str]) ->
 
 
 def views(url: str, auth: Optional[tuple[str, str]]) -> dict[str, tuple[bool, str]]:
-    return {view.datasource: (view.ok, view.detail) for view in asyncio.run(grafana_view(url, auth))}
+    return {view.datasource: (view.ok, view.detail) for view in run_coroutine(grafana_view(url, auth))}
 
 
 def test_grafana_asks_its_datasources_as_grafana_does(binary, tmp_path):

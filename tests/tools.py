@@ -3,6 +3,7 @@ Debian's Prometheus."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hashlib
@@ -207,6 +208,16 @@ def collector_process(binary: Path, directory: Path, values: dict) -> Iterator[s
     with running_process([str(binary), "--config", str(config)], directory / "collector.log",
                          f"http://127.0.0.1:{values['port']['collector_health']}/") as process:
         yield process
+
+
+def run_coroutine(coroutine):
+    # Not asyncio.run: it leaves the thread without an event loop, which the Pulumi program tests
+    # on the same pytest worker need.
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
 
 
 def wait_until(what: str, look: Callable[[], Any], timeout: float = 30, why_not: Callable[[], str] = str) -> Any:
