@@ -7,8 +7,11 @@ The floor: the stack's six containers created and started with the docker CLI al
 program declares them (the same images, data volumes, config files, health checks, memory,
 users and published ports), one after another in the program's start order, until every
 service's readiness endpoint answers as `check` wants it. Then `python -m stack up` of a new stack
-with the same settings, with its phases as it prints them. Each round removes what it made; the
-images must be on the engine. Prints every figure and the ratio of `up` to the floor.
+with the same settings, with its phases as it prints them, while every readiness endpoint is
+asked every 50 ms: how long its check ran past the moment the last service became ready. Then,
+on that stack with nothing to change, `up` again and the bare `pulumi up --refresh` it runs.
+Each round removes what it made; the images must be on the engine. Prints every figure and the
+ratios.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ import re
 import statistics
 import subprocess
 import tarfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import httpx
 
@@ -49,11 +55,15 @@ def _files_tar(files: dict[str, str]) -> bytes:
     return buffer.getvalue()
 
 
+def _readiness(config: StackConfig) -> dict[str, tuple[str, object]]:
+    """Each service's readiness URL on this machine, and what its answer must hold."""
+    return {service.name: (f"http://127.0.0.1:{config.host_port(service.port(service.readiness.port).host)}"
+                           f"{service.readiness.path}", service.readiness.json_field) for service in SERVICES}
+
+
 def floor(config: StackConfig, name: str) -> float:
     """Seconds from the first `docker create` until every service is ready; everything is removed after."""
     values, network = template_values(config), docker_name(name)
-    urls = [(f"http://127.0.0.1:{config.host_port(service.port(service.readiness.port).host)}"
-             f"{service.readiness.path}", service.readiness.json_field) for service in SERVICES]
     started = time.monotonic()
     try:
         _docker("network", "create", network)
@@ -80,11 +90,7 @@ def floor(config: StackConfig, name: str) -> float:
             _docker("create", *args, config.images[service.name], *(service.command(config) or ()))
             _docker("cp", "-", f"{container}:/", stdin=_files_tar(render_service_files(service, values)))
             _docker("start", container)
-        with httpx.Client() as client:
-            waiting = list(urls)
-            while waiting:
-                waiting = [(url, field) for url, field in waiting if not _ready(client, url, field)]
-                time.sleep(0.05)
+        _ready_times(_readiness(config), threading.Event())
         return time.monotonic() - started
     finally:
         for service in SERVICES:
@@ -94,6 +100,19 @@ def floor(config: StackConfig, name: str) -> float:
         subprocess.run(["docker", "network", "rm", network], capture_output=True)
 
 
+def _ready_times(readiness: dict[str, tuple[str, object]], stop: threading.Event) -> dict[str, float]:
+    """When (time.monotonic()) each service's readiness endpoint first answered as `check` wants
+    it, asked every 50 ms until every one has, or until `stop` is set."""
+    ready: dict[str, float] = {}
+    with httpx.Client() as client:
+        while len(ready) < len(readiness) and not stop.is_set():
+            for service, (url, field) in readiness.items():
+                if service not in ready and _ready(client, url, field):
+                    ready[service] = time.monotonic()
+            time.sleep(0.05)
+    return ready
+
+
 def _ready(client: httpx.Client, url: str, field) -> bool:
     try:
         return judge(client.get(url, timeout=1), field) is None
@@ -101,24 +120,71 @@ def _ready(client: httpx.Client, url: str, field) -> bool:
         return False
 
 
-def fresh_up(name: str, settings: dict[str, str]) -> tuple[float, str]:
-    """Seconds `python -m stack up` of a new stack takes, and the phases it printed; the stack is
-    removed after, its data too."""
-    def run(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run(list(argv), cwd=PROJECT_DIR, capture_output=True, text=True, env=pulumi_env())
+@dataclass
+class Round:
+    floor: float
+    up: float  # `python -m stack up` of a new stack
+    phases: dict[str, float]  # as it printed them
+    # When the last service was ready, from the moment its check began (negative: before), and
+    # how long the check ran past that moment (or past its beginning, when that came later).
+    last_ready: float
+    past_readiness: float
+    unchanged_up: float  # `up` again, nothing to change
+    bare_up: float  # `pulumi up --refresh` alone, nothing to change
+
+    def lines(self) -> list[str]:
+        return [f"floor {self.floor:.1f}s; fresh up {self.up:.1f}s, " + ", ".join(
+                    f"{phase} {seconds:.1f}" for phase, seconds in self.phases.items()),
+                f"the last service was ready {abs(self.last_ready):.1f}s {'after' if self.last_ready > 0 else 'before'} "
+                f"the check began; the check ended {self.past_readiness:.1f}s after that or its beginning",
+                f"unchanged: up {self.unchanged_up:.1f}s, pulumi up --refresh {self.bare_up:.1f}s "
+                f"({self.unchanged_up / self.bare_up:.2f}x)"]
+
+
+def _phases(stdout: str) -> dict[str, float]:
+    report = stdout[stdout.index("up took"):].split("\n\nstack ")[0]
+    return {found.group(1): float(found.group(2)) for found in re.finditer(r"^  (\S+)\s+([\d.]+)s", report, re.M)}
+
+
+def fresh_up(config: StackConfig, name: str, settings: dict[str, str], floor_seconds: float) -> Round:
+    """`python -m stack up` of a new stack, watched; then `up` and the bare `pulumi up --refresh`
+    on it unchanged. The stack is removed after, its data too."""
+    def run(*argv: str) -> tuple[float, str, float]:
+        """Seconds it took, what it printed, and when (time.monotonic()) it printed `up took`: `up`
+        prints its phases as its check ends."""
+        started, phases_printed, lines = time.monotonic(), 0.0, []
+        # Unbuffered, so each line comes as it is printed.
+        process = subprocess.Popen(list(argv), cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True, env={**pulumi_env(), "PYTHONUNBUFFERED": "1"})
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("up took") and not phases_printed:
+                phases_printed = time.monotonic()
+        if process.wait() != 0:
+            raise SystemExit(f"{' '.join(argv[:4])} failed:\n{''.join(lines)[-3000:]}")
+        return time.monotonic() - started, "".join(lines), phases_printed
 
     (PROJECT_DIR / f"Pulumi.{name}.yaml").write_text(
         "config:\n" + "".join(f"  trace-stack:{key}: {value!r}\n" for key, value in settings.items()))
+    up = ["venv/bin/python", "-m", "stack", "up", "--stack", name]
     try:
-        started = time.monotonic()
-        result = run("venv/bin/python", "-m", "stack", "up", "--stack", name)
-        took = time.monotonic() - started
-        if result.returncode != 0:
-            raise SystemExit(f"up failed:\n{result.stdout[-3000:]}\n{result.stderr}")
-        return took, result.stdout[result.stdout.index("up took"):].split("\n\nstack ")[0]
+        stop = threading.Event()
+        with ThreadPoolExecutor(1) as watcher:
+            watching = watcher.submit(_ready_times, _readiness(config), stop)
+            try:
+                took, output, check_ended = run(*up)
+            finally:
+                stop.set()
+            last_ready = max(watching.result().values())
+        phases = _phases(output)
+        check_began = check_ended - phases["check"]
+        return Round(floor_seconds, took, phases, last_ready - check_began, check_ended - max(last_ready, check_began),
+                     run(*up)[0], run("pulumi", "up", "--yes", "--skip-preview", "--refresh", "--stack", name)[0])
     finally:
-        run("venv/bin/python", "-m", "stack", "down", "--stack", name, "--delete-data")
-        run("pulumi", "stack", "rm", "--yes", "--force", "--stack", name)
+        subprocess.run(["venv/bin/python", "-m", "stack", "down", "--stack", name, "--delete-data"], cwd=PROJECT_DIR,
+                       capture_output=True, env=pulumi_env())
+        subprocess.run(["pulumi", "stack", "rm", "--yes", "--force", "--stack", name], cwd=PROJECT_DIR,
+                       capture_output=True, env=pulumi_env())
         (PROJECT_DIR / f"Pulumi.{name}.yaml").unlink(missing_ok=True)
 
 
@@ -131,16 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     config = validate("bench", {**DEFAULTS, **{key: type(DEFAULTS[key])(value) if not isinstance(DEFAULTS[key], bool)
                                                else value == "true" for key, value in settings.items()}})
     published(config)  # every port valid, as `up` would check
-    floors, ups = [], []
+    rounds = []
     for round_ in range(args.rounds):
         name = f"bench{int(time.time())}"
-        floors.append(floor(config, name))
-        print(f"round {round_ + 1}: floor {floors[-1]:.1f}s", flush=True)
-        took, phases = fresh_up(name, settings)
-        ups.append(took)
-        print(f"round {round_ + 1}: up {took:.1f}s\n  " + "\n  ".join(phases.splitlines()[1:]), flush=True)
-    floor_median, up_median = statistics.median(floors), statistics.median(ups)
-    print(f"floor median {floor_median:.1f}s, up median {up_median:.1f}s: up / floor = {up_median / floor_median:.2f}")
+        rounds.append(fresh_up(config, name, settings, floor(config, name)))
+        print(f"round {round_ + 1}: " + "\n  ".join(rounds[-1].lines()), flush=True)
+    floor_median, up_median = (statistics.median(r.floor for r in rounds), statistics.median(r.up for r in rounds))
+    print(f"floor median {floor_median:.1f}s, up median {up_median:.1f}s: up / floor = {up_median / floor_median:.2f}; "
+          f"check past the last readiness: at most {max(r.past_readiness for r in rounds):.1f}s; unchanged up / "
+          f"pulumi up --refresh: median {statistics.median(r.unchanged_up / r.bare_up for r in rounds):.2f}")
     return 0
 
 

@@ -95,9 +95,6 @@ def template_values(config: StackConfig) -> dict[str, Any]:
         # The collector's Prometheus exporter, where the app's metrics are: an app of 3,000 series
         # costs Prometheus 600 samples/s at 5 s (200 at 15 s).
         "app_scrape_interval": "5s",
-        # The collector's own metrics, which `check` reads its version from: tens of series (0.91,
-        # measured: 10 idle, 54 once it has exported), so tens of samples/s.
-        "collector_scrape_interval": "1s",
         # On the stack's network each container answers to its service name.
         "host": {_template_key(service): service.name for service in SERVICES},
         "data_dir": {service.name: service.data_dir for service in SERVICES if service.data_dir},

@@ -82,16 +82,19 @@ class BuildInfo:
     """How the running service says what it is and which version, as its source at the pinned
     tag answers. One of: a JSON document at `path` on the readiness port (the version under
     `version_keys`, and `identity` a (key, value) that only this service answers with, or a key
-    that must be there); a Prometheus metric at `path` whose `label` holds the version; or a
-    query to the stack's Prometheus, for a service whose own metrics are not published: each
-    process's start time (seconds since the epoch), of which the one that the readiness answer's
-    `started_key` names is the running process's."""
+    that must be there); a Prometheus metric at `path` whose `label` holds the version; or, for a
+    service that publishes neither, the line its process logs as it starts (`log_line`, the
+    version in its group `version`), read from the stack's platform, and where the platform
+    cannot be asked (`check --outputs`), a query to the stack's Prometheus: each process's start
+    time (seconds since the epoch), of which the one that the readiness answer's `started_key`
+    names is the running process's."""
 
     path: str = ""
     version_keys: tuple[str, ...] = ()
     identity: tuple[str, Optional[str]] = ("version", None)
     metric: str = ""
     label: str = ""
+    log_line: str = ""
     prometheus_query: str = ""
     started_key: str = ""
 
@@ -367,12 +370,16 @@ SERVICES = (
         # The health_check extension (jaeger's handler): {"status": "Server available",
         # "upSince": "<when it became ready, RFC 3339>", ...}.
         readiness=Readiness("collector_health", "/", json_field=("status", "Server available")),
-        # Its own metrics (port 8888, scraped by the stack's Prometheus, not published) carry
-        # service_version="0.91.0" on every series; its health check answers any path alike.
-        # After a replacement Prometheus still holds the old process's series for its lookback
-        # (5 minutes), and has the new one's only from its next scrape: the version is the one of
-        # the process that started when the health check says the running one did.
-        build_info=BuildInfo(prometheus_query=f"timestamp({_COLLECTOR_UPTIME}) - {_COLLECTOR_UPTIME}",
+        # Its health check answers any path alike, and its own metrics (port 8888) are not
+        # published. As it starts, before it is ready, it logs `Starting otelcol-contrib...
+        # {"Version": "0.91.0", "NumCPU": 2}` (service/service.go at v0.91.0 and v0.161.0).
+        # Prometheus, which scrapes those metrics (service_version="0.91.0" on every series), has
+        # a new process's only from its next scrape, at the earliest 5 s after Prometheus itself
+        # started (its discovery sends targets every 5 s: discovery/manager.go), and still holds
+        # the old process's for its lookback (5 minutes): there the version is the one of the
+        # process that started when the health check says the running one did.
+        build_info=BuildInfo(log_line=r'Starting [\w.-]+\.\.\..*"Version": ?"(?P<version>[^"]+)"',
+                             prometheus_query=f"timestamp({_COLLECTOR_UPTIME}) - {_COLLECTOR_UPTIME}",
                              label="service_version", started_key="upSince"),
         runs_as="root with every capability dropped: a new volume at a path the image lacks is root's, and the "
                 "image (FROM scratch) has nothing to hand it to its own user 10001",

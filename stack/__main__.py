@@ -9,6 +9,7 @@ import getpass
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -132,7 +133,7 @@ def _pinned_defaults() -> CheckOptions:
 def _expected(settings, password: Optional[str]) -> CheckOptions:
     anonymous = settings.grafana_anonymous_enabled
     return CheckOptions(images={probe.image_key: settings.images[probe.service] for probe in PROBES},
-                        versions=settings.versions,
+                        versions=settings.versions, process_log=partial(platform_of(settings).process_log, settings),
                         grafana_auth=None if anonymous else (settings.grafana_admin_user, password or "admin"))
 
 

@@ -68,11 +68,17 @@ def _json(response: httpx.Response) -> dict:
 
 
 async def reported_version(client: httpx.AsyncClient, probe: "Probe", base_url: str, prometheus_url: str,
-                           readiness: httpx.Response) -> str:
+                           readiness: httpx.Response, process_log: Optional[Callable[[str], Optional[str]]]) -> str:
     """The version the service itself reports, as its source at the pinned tag answers, given its
     readiness answer. Raises WrongAnswer when what answered is not that service, NotReady when it
     cannot say yet."""
     info, name = probe.build_info, probe.service
+    if info.log_line and process_log:
+        # The last start line is the running process's; a log rotated past it, or none to read,
+        # leaves the version to Prometheus, which knows any process that ran a while.
+        starts = list(re.finditer(info.log_line, await asyncio.to_thread(process_log, name) or ""))
+        if starts:
+            return starts[-1].group("version")
     if info.prometheus_query:
         response = await client.get(f"{prometheus_url}/api/v1/query", params={"query": info.prometheus_query},
                                     timeout=REQUEST_TIMEOUT_SECONDS)
@@ -200,6 +206,9 @@ class CheckOptions:
     grafana_auth: Optional[tuple[str, str]] = None
     # Called after every attempt, for a progress display.
     on_attempt: Callable[[Result], None] = lambda result: None
+    # What a service's running process has logged, by service name, as the stack's platform
+    # keeps it (None: it cannot say); none when only the stack's outputs are known.
+    process_log: Optional[Callable[[str], Optional[str]]] = None
 
 
 async def probe_one(client: httpx.AsyncClient, probe: Probe, outputs: dict[str, str], options: CheckOptions) -> Result:
@@ -238,7 +247,8 @@ async def probe_one(client: httpx.AsyncClient, probe: Probe, outputs: dict[str, 
             raise NotReady(reason)
         try:
             result.version = await reported_version(client, probe, probe.base_url(outputs),
-                                                    outputs["prometheus_url"].rstrip("/"), response)
+                                                    outputs["prometheus_url"].rstrip("/"), response,
+                                                    options.process_log)
         except httpx.HTTPError as error:
             if probe.build_info.prometheus_query and _was_refused(error):
                 raise WrongAnswer("cannot tell its version: the stack's Prometheus refuses connections") from None

@@ -3,7 +3,7 @@
 that names the service) until it is stopped.
 
 Driven by the JSON file named in FAKE_KUBECTL: {"log": path, "namespace": object or null,
-"deployments": [objects], "unreachable": bool}.
+"deployments": [objects], "logs": {"deployment/<name>": text}, "unreachable": bool}.
 """
 
 import json
@@ -52,6 +52,11 @@ elif words[:1] == ["port-forward"]:
     for listener in listeners:
         threading.Thread(target=serve, args=(listener,), daemon=True).start()
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
+elif words[:1] == ["logs"]:
+    if words[1] not in spec.get("logs", {}):
+        print(f'Error from server (NotFound): deployments.apps "{words[1].split("/")[-1]}" not found', file=sys.stderr)
+        sys.exit(1)
+    print(spec["logs"][words[1]], end="")
 elif words[:1] == ["delete"]:
     pass
 else:

@@ -10,13 +10,17 @@ import pytest
 
 from program.log_labels import PINO_LEVELS
 from program.metric_names import prometheus_metric_name
+from program.settings import pinned_images
+from stack.check import PROBES, CheckOptions, check
 from stack.outputs import OutputsError, parse_outputs
 from tests.program import ROOT
 from tests.standins import (
     COLLECTOR_STARTED, PINNED, StandIn, Telemetry, as_json, build_info, collector_routes, grafana_datasources, grafana_health,
     healthy_stack, loki_routes, loki_whose_queries_hang, prometheus_answering, prometheus_routes, tempo_routes, text,
 )
-from tests.tools import DEFAULT_LABELS, PROMETHEUS_HINT, loopback_values, prometheus_server, require, unused_port
+from tests.tools import (
+    DEFAULT_LABELS, PROMETHEUS_HINT, loopback_values, prometheus_server, require, run_coroutine, unused_port,
+)
 
 SERVICES = ("grafana", "prometheus", "tempo", "loki", "otel-collector", "alloy")
 
@@ -130,6 +134,41 @@ def test_a_prometheus_that_is_down_leaves_the_collectors_version_untold_at_once(
     lines = lines_by_service(result.stdout)
     assert "refused" in lines["prometheus"]
     assert "cannot tell its version: the stack's Prometheus refuses connections" in lines["otel-collector"]
+
+
+def collector_start(version):
+    """The line the collector logs as it starts (service/service.go at v0.91.0 and v0.161.0)."""
+    return (f"2026-12-05T17:57:52.610Z\tinfo\tservice@v{version}/service.go:145\tStarting otelcol-contrib...\t"
+            f'{{"Version": "{version}", "NumCPU": 2}}\n')
+
+
+def check_reading_logs(urls, process_log):
+    images = pinned_images("seed")
+    options = CheckOptions(images={probe.image_key: images[probe.service] for probe in PROBES}, timeout=20,
+                           process_log=process_log)
+    return {result.service: result for result in run_coroutine(check(urls, options))}
+
+
+def test_the_collectors_version_is_the_start_line_its_running_process_logged(stand_ins):
+    # Prometheus still holds an older process's series; so does the log, before the running one's.
+    urls = healthy_urls(stand_ins, routes={"prometheus_url": {"/api/v1/query": prometheus_answering("0.90.0")}})
+    asked = []
+
+    def process_log(service):
+        asked.append(service)
+        return collector_start("0.90.0") + "Shutdown complete.\n" + collector_start("0.91.0")
+
+    collector = check_reading_logs(urls, process_log)["otel-collector"]
+    assert collector.ok and collector.version == "0.91.0", collector
+    assert asked == ["otel-collector"]
+
+
+@pytest.mark.parametrize("log", [None, "2026-12-05T17:57:52.611Z\tinfo\textensions/extensions.go:34\tStarting extensions...\n"])
+def test_a_log_without_the_start_line_leaves_the_collectors_version_to_prometheus(stand_ins, log):
+    """None to read, or rotated past it: Prometheus has the running process's metrics."""
+    urls = healthy_urls(stand_ins, routes={"prometheus_url": {"/api/v1/query": prometheus_answering("0.90.0")}})
+    collector = check_reading_logs(urls, lambda service: log)["otel-collector"]
+    assert collector.ready and collector.version == "0.90.0", collector
 
 
 def test_a_service_still_starting_is_waited_for(tmp_path, stand_ins):

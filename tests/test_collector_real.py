@@ -152,6 +152,13 @@ def test_prometheus_scrapes_the_collectors_own_metrics(running):
     assert {r["metric"]["job"] for r in up} == {"app", "otel-collector"}
 
 
+def test_the_collector_logs_its_version_as_check_reads_it(running, versions):
+    """`check` reads the running collector's version from the line its process logs as it starts."""
+    log_line = SERVICES_BY_NAME["otel-collector"].build_info.log_line
+    starts = [found.group("version") for found in re.finditer(log_line, running.log_path.read_text())]
+    assert starts and set(starts) == {image_version(SERVICES_BY_NAME["otel-collector"].releases[versions].image)}
+
+
 # --- logs: OTLP -> collector -> Loki ----------------------------------------------------------
 
 # The six severity ranges' first numbers (SEVERITY_NUMBER_TRACE, ..._DEBUG, ...) and a higher one

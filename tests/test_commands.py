@@ -5,6 +5,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -124,13 +125,15 @@ class Cli:
         path.write_text(f"#!/bin/sh\n{body}\n")
         path.chmod(0o755)
 
-    def fake_docker(self, tmp_path, volume_rm_exit=0, containers=()):
-        """A docker CLI whose engine holds `containers` (as `ps_line` writes them)."""
+    def fake_docker(self, tmp_path, volume_rm_exit=0, containers=(), started="", log=""):
+        """A docker CLI whose engine holds `containers` (as `ps_line` writes them), each started at
+        `started` (as `docker inspect` says it; none: it has never run), having logged `log` on stderr."""
         calls = tmp_path / "docker-calls"
-        listing = tmp_path / "docker-ps"
+        listing, log_file = tmp_path / "docker-ps", tmp_path / "docker-log"
         listing.write_text("".join(line + "\n" for line in containers))
+        log_file.write_text(log)
         self._script("docker", f'echo "$@" >> {calls}\ncase "$1" in ps) cat {listing};; '
-                               f'volume) exit {volume_rm_exit};; esac')
+                               f'volume) exit {volume_rm_exit};; inspect) echo "{started}";; logs) cat {log_file} >&2;; esac')
         return calls
 
     def run(self, *args, timeout=60):
@@ -269,6 +272,33 @@ def test_up_selects_the_stack_deploys_checks_and_prints_the_urls(tmp_path, healt
     lines = result.stdout.splitlines()
     assert any(line.startswith("grafana ") and " ready " in line for line in lines)
     assert f"  grafana_url            {healthy_outputs['grafana_url']}" in lines
+
+
+def test_up_reads_the_collectors_version_from_its_running_process_log(tmp_path, stand_ins):
+    """Not from Prometheus, which has no new process's metrics until at least 5 s after it starts
+    itself (here it still holds an older process's)."""
+    outputs = healthy_stack(stand_ins, versions={"otel-collector": "0.90.0"})
+    cli = Cli(tmp_path, config=stack_config(tmp_path), outputs=outputs)
+    started = "2026-12-05T17:57:52.600336651Z"
+    docker_calls = cli.fake_docker(tmp_path, started=started, log=(
+        "2026-12-05T17:57:52.607Z\tinfo\tservice@v0.91.0/telemetry.go:86\tSetting up own telemetry...\n"
+        '2026-12-05T17:57:52.610Z\tinfo\tservice@v0.91.0/service.go:145\tStarting otelcol-contrib...\t'
+        '{"Version": "0.91.0", "NumCPU": 2}\n'
+        "2026-12-05T17:57:52.611Z\tinfo\textensions/extensions.go:34\tStarting extensions...\n"))
+    result = cli.run("up", "--stack", "alice", "--timeout", "20")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^otel-collector\s+ready .* 0\.91\.0$", result.stdout, re.M), result.stdout
+    # From 10 s before the engine noted its start, which may come after the process's first lines.
+    assert "logs --since 1796493462 trace-stack-alice-otel-collector" in docker_calls.read_text().splitlines()
+
+
+def test_check_without_the_engines_word_asks_prometheus_for_the_collectors_version(tmp_path, stand_ins):
+    outputs = healthy_stack(stand_ins, versions={"otel-collector": "0.90.0"})
+    cli = Cli(tmp_path, config=stack_config(tmp_path), outputs=outputs)
+    cli.fake_docker(tmp_path)  # the container has never started: the engine cannot say
+    result = cli.run("check", "--stack", "alice", "--timeout", "20")
+    assert result.returncode == 1
+    assert "version drift: runs 0.90.0, the stack's image is otel/opentelemetry-collector-contrib:0.91.0" in result.stdout
 
 
 def refreshed(name, kind="container:Container", gone=False):

@@ -93,6 +93,18 @@ def test_port_forwards_follow_the_docker_publishing_rules():
     assert spec["namespace"] == "trace-stack-alice" and spec["context"] is None
 
 
+def test_a_services_log_is_its_running_containers_as_kubectl_gives_it(kubectl):
+    spec, save, calls = kubectl
+    spec["logs"] = {"deployment/otel-collector": "Starting otelcol-contrib...\n"}
+    save()
+    assert kubernetes.process_log(settings(), "otel-collector") == "Starting otelcol-contrib...\n"
+    assert calls()[-1][-4:] == ["logs", "deployment/otel-collector", "--namespace", "trace-stack-alice"]
+    assert kubernetes.process_log(settings(), "tempo") is None  # the cluster cannot say
+    spec["unreachable"] = True
+    save()
+    assert kubernetes.process_log(settings(), "otel-collector") is None
+
+
 def test_the_port_forwards_stay_open_when_a_pod_is_replaced_and_stop_with_down(kubectl):
     _, _, calls = kubectl
     config = settings()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from program.services import SERVICES
+from program.services import SERVICES, SERVICES_BY_NAME
 from tests.kube_cluster import shared_cluster
 from tests.oci_image import Dir
 from tests.program import ROOT
@@ -161,6 +161,11 @@ def test_two_stacks_up_checked_drifted_repaired_and_down_on_a_real_cluster(proje
     check = project.command("check", "--stack", "kate", "--timeout", "60")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "Grafana → Prometheus: ok" in check.stdout
+    # The collector's version is its running container's word, in the line it logged as it started.
+    assert re.search(r"^otel-collector\s+ready .* 0\.91\.0$", check.stdout, re.M), check.stdout
+    collector_log = project.kubectl("logs", "deployment/otel-collector", "--namespace", "trace-stack-kate").stdout
+    assert [found.group("version") for found in re.finditer(SERVICES_BY_NAME["otel-collector"].build_info.log_line,
+                                                            collector_log)] == ["0.91.0"]
 
     # The other developer's stack is checked and removed meanwhile, and never notices this one.
     lena = subprocess.Popen(project.cluster.command(

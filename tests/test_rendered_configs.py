@@ -62,11 +62,9 @@ def test_prometheus_scrapes_the_apps_metrics_and_every_service(files):
         "grafana": ["grafana:3000"],
     }
     assert jobs["app"]["honor_labels"] is True
-    # The app's metrics within seconds; the collector's own every second (`check` reads the
-    # running collector's version there, and a fresh `up` waits for it); the rest every 15 s.
+    # The app's metrics within seconds; the stack's own every 15 s.
     assert jobs["app"]["scrape_interval"] == "5s" and config["global"]["scrape_interval"] == "15s"
-    assert jobs["otel-collector"]["scrape_interval"] == "1s"
-    assert all("scrape_interval" not in job for name, job in jobs.items() if name not in ("app", "otel-collector"))
+    assert all("scrape_interval" not in job for name, job in jobs.items() if name != "app")
     # 100,000 (the default) holds under 3 minutes of ~3,000 exemplar-carrying bucket series
     # scraped every 5s; 500,000 about 15 minutes, at ~220 bytes each (~110 MiB of 1024).
     assert config["storage"]["exemplars"]["max_exemplars"] == 500_000
@@ -266,7 +264,7 @@ def test_tempo_writes_span_metrics_and_service_graph_to_prometheus_with_exemplar
 
 def test_tempo_is_ready_without_the_default_wait(tempo, versions):
     if versions == "seed":
-        assert tempo["ingester"]["lifecycler"]["min_ready_duration"] == "1s"
+        assert tempo["ingester"]["lifecycler"]["min_ready_duration"] == "0s"
     else:  # Tempo 3's live-store has no ring to wait for
         assert "ingester" not in tempo and "lifecycler" not in tempo["live_store"]
 
@@ -311,7 +309,7 @@ def test_loki_single_binary_on_its_volume_and_ready_quickly(loki):
     for path in (loki["common"]["path_prefix"], loki["compactor"]["working_directory"],
                  *loki["common"]["storage"]["filesystem"].values()):
         assert Path(path).is_relative_to("/loki")
-    assert loki["ingester"]["lifecycler"]["min_ready_duration"] == "1s"
+    assert loki["ingester"]["lifecycler"]["min_ready_duration"] == "0s"
 
 
 def test_loki_takes_a_developers_load_test_without_refusing(loki, collector):

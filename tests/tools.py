@@ -191,7 +191,7 @@ def loopback_values(ports: Optional[dict[str, int]] = None, scrape_interval: str
     values["host"] = {name: "127.0.0.1" for name in values["host"]}
     values["port"] = {name: (ports or {}).get(name) or unused_port() for name in values["port"]}
     values["listen_host"] = "127.0.0.1"
-    values["scrape_interval"] = values["app_scrape_interval"] = values["collector_scrape_interval"] = scrape_interval
+    values["scrape_interval"] = values["app_scrape_interval"] = scrape_interval
     return values
 
 

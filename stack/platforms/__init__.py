@@ -5,6 +5,8 @@
   the services whose workload exists but does not run (service -> how);
 - workloads_down(config): the same, asked again (drift);
 - reach(config): make the stack's URLs answer from this machine (check, after up);
+- process_log(config, service): what the service's running process has logged (check reads a
+  version there that no published port says), or None when the platform cannot say;
 - after_down(config): what `down` leaves behind on this machine, undone;
 - data_volumes(config, every_release), delete_data(config): the stack's data (its release's, or
   every version profile's), kept by `down` unless asked;

@@ -7,10 +7,11 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Optional
 
-from program.services import data_volume_names
+from program.services import data_volume_names, docker_name
 from program.settings import StackConfig
 
 from . import PreflightError, run_tool, taken_ports
@@ -18,6 +19,8 @@ from ..logs import LOG_FILE, FileSink
 
 DOCKER_TIMEOUT_SECONDS = 15
 WORKLOAD_TYPE = "docker:index/container:Container"
+# How long before a container's recorded start its process's log is read from.
+LOG_SLACK_SECONDS = 10
 
 
 def docker(config: StackConfig, *args: str) -> subprocess.CompletedProcess:
@@ -134,6 +137,25 @@ def workloads_down(config: StackConfig) -> dict[str, str]:
 
 def reach(config: StackConfig) -> None:
     """Docker publishes the ports itself."""
+
+
+def process_log(config: StackConfig, service: str) -> Optional[str]:
+    """What the service's container has logged, its stdout and stderr, from a little before it
+    last started (the engine may note the start after the process's first lines), so its running
+    process's lines come last; None when the engine cannot say."""
+    container = docker_name(config.stack, service)
+    try:
+        started = docker(config, "inspect", "--type", "container", "--format", "{{.State.StartedAt}}", container)
+        if started.returncode != 0 or not re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", started.stdout):
+            return None
+        # UTC, to the second: the slack covers the rest.
+        since = datetime.fromisoformat(started.stdout[:19] + "+00:00").timestamp() - LOG_SLACK_SECONDS
+        if since <= 0:  # never started: the engine says 0001-01-01
+            return None
+        logs = docker(config, "logs", "--since", f"{since:.0f}", container)
+    except PreflightError:
+        return None
+    return logs.stdout + logs.stderr if logs.returncode == 0 else None
 
 
 def after_down(config: StackConfig) -> None:

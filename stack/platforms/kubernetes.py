@@ -108,6 +108,16 @@ def delete_data(config: StackConfig) -> Optional[str]:
     return None
 
 
+def process_log(config: StackConfig, service: str) -> Optional[str]:
+    """What the service's running container has logged (its pod is one at a time: Recreate, or
+    rolled out before `up` ends); None when the cluster cannot say."""
+    try:
+        result = _kubectl(config, "logs", f"deployment/{service}", "--namespace", config.namespace)
+    except PreflightError:
+        return None
+    return result.stdout if result.returncode == 0 else None
+
+
 def log_sink(config: StackConfig, file_name: str = "") -> PushSink:
     """Alloy's push endpoint, through its port-forward (lines pushed there have no file)."""
     address, port = published_addresses(config)["alloy_push"]
