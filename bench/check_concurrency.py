@@ -14,10 +14,10 @@ import sys
 import time
 
 from program.settings import DEFAULTS, pinned_images
-from stack.check import PROBES, CheckOptions, check
+from stack.check import CheckOptions, check, images_by_setting
 from tests.standins import StandIn, healthy_stack
 
-PINNED_IMAGES = {probe.image_key: pinned_images(DEFAULTS["versions"])[probe.service] for probe in PROBES}
+PINNED_IMAGES = images_by_setting(pinned_images(DEFAULTS["versions"]))
 
 DELAYS = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2)
 RUNS = 5

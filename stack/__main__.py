@@ -20,7 +20,9 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from program.settings import DEFAULTS, ConfigError, pinned_images, settings_notes
 
 from . import logs
-from .check import PROBES, REQUIRED_OUTPUTS, CheckOptions, Result, check, collector_losses, grafana_view
+from .check import (
+    PROBES, REQUIRED_OUTPUTS, CheckOptions, Result, check, collector_losses, grafana_view, images_by_setting,
+)
 from .outputs import OutputsError, read_outputs
 from .platforms import PreflightError, platform_of
 from .pulumi_cli import PulumiMissing, stack_file
@@ -126,13 +128,12 @@ def _reach(settings, console: Console) -> None:
 
 def _pinned_defaults() -> CheckOptions:
     """What a stack with the default settings runs: the pinned images, anonymous Grafana."""
-    images = pinned_images(DEFAULTS["versions"])
-    return CheckOptions(images={probe.image_key: images[probe.service] for probe in PROBES})
+    return CheckOptions(images=images_by_setting(pinned_images(DEFAULTS["versions"])))
 
 
 def _expected(settings, password: Optional[str]) -> CheckOptions:
     anonymous = settings.grafana_anonymous_enabled
-    return CheckOptions(images={probe.image_key: settings.images[probe.service] for probe in PROBES},
+    return CheckOptions(images=images_by_setting(settings.images),
                         versions=settings.versions, process_log=partial(platform_of(settings).process_log, settings),
                         grafana_auth=None if anonymous else (settings.grafana_admin_user, password or "admin"))
 

@@ -16,7 +16,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 from urllib.parse import urlsplit
 
 import httpx
@@ -166,6 +166,11 @@ def probes(versions: str) -> tuple[Probe, ...]:
 PROBES = probes(VERSION_PROFILES[0])
 
 REQUIRED_OUTPUTS = tuple(dict.fromkeys((*(probe.output for probe in PROBES), "prometheus_url")))
+
+
+def images_by_setting(images: Mapping[str, str]) -> dict[str, str]:
+    """Each service's image (by service name) under its image setting, as CheckOptions takes them."""
+    return {probe.image_key: images[probe.service] for probe in PROBES}
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pytest
 from program.log_labels import PINO_LEVELS
 from program.metric_names import prometheus_metric_name
 from program.settings import pinned_images
-from stack.check import PROBES, CheckOptions, check
+from stack.check import CheckOptions, check, images_by_setting
 from stack.outputs import OutputsError, parse_outputs
 from tests.program import ROOT
 from tests.standins import (
@@ -143,9 +143,7 @@ def collector_start(version):
 
 
 def check_reading_logs(urls, process_log):
-    images = pinned_images("seed")
-    options = CheckOptions(images={probe.image_key: images[probe.service] for probe in PROBES}, timeout=20,
-                           process_log=process_log)
+    options = CheckOptions(images=images_by_setting(pinned_images("seed")), timeout=20, process_log=process_log)
     return {result.service: result for result in run_coroutine(check(urls, options))}
 
 

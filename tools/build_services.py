@@ -34,11 +34,11 @@ from typing import Optional
 
 import yaml
 
+from program.services import VERSION_PROFILES
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("TRACE_STACK_SERVICE_CACHE", Path.home() / ".cache" / "trace-stack" / "services"))
 OCB = "go.opentelemetry.io/collector/cmd/builder"
-# Each version profile's release, as the profile pins it (program/services.py).
-VERSION_PROFILES = ("seed", "current")
 # The checksum database has no entry for these module paths at 0.91.0 (it answers 404), so they
 # are checked against the go.sum files they ship with instead.
 NO_SUMDB = "go.opentelemetry.io/collector,github.com/open-telemetry/opentelemetry-collector-contrib"
